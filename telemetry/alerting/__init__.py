@@ -1,0 +1,1 @@
+"""Alert lifecycle, payload formats and delivery to the topic, the table and webhooks."""

@@ -1,0 +1,106 @@
+"""The one settings object, read from ``TELEMETRY_*`` environment variables.
+
+Every field has a default that runs locally with no configuration at all: a broker on
+``127.0.0.1:9092`` (started by ``telemetry kafka start``) and an embedded chDB database
+inside ``TELEMETRY_DATA_DIR``. The README's configuration table documents each variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Process-wide configuration. Frozen: build a new one to change it (tests do)."""
+
+    model_config = SettingsConfigDict(env_prefix="TELEMETRY_", frozen=True, extra="ignore")
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Field(Path(".telemetry"), description="Local state: chDB data, broker logs, caches.")
+    env: str = Field("local", description="Deployment environment, an alert label.")
+
+    # --- Kafka -------------------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    topic_prefix: str = Field("llm.", description="Prefix of every topic this product reads or writes.")
+    consumer_group: str = Field("llm-telemetry", description="Consumer group id of the worker.")
+    topic_partitions: int = Field(4, ge=1, description="Partitions of topics the worker creates.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+
+    # --- local broker (telemetry kafka start) --------------------------------------------
+    kafka_version: str = Field("4.3.1", description="Apache Kafka version the local broker runs.")
+    kafka_heap: str = Field("512m", description="JVM heap (-Xmx) of the local broker.")
+    kafka_cache_dir: Path = Field(
+        Path.home() / ".cache" / "llm-telemetry" / "kafka",
+        description="Per-version cache of the broker's jars, outside the repository.",
+    )
+
+    # --- ClickHouse ----------------------------------------------------------------------
+    clickhouse_dsn: str | None = Field(
+        None, description="chdb:///path (embedded) or http(s)://user:pass@host:port; default: chDB in data_dir."
+    )
+    clickhouse_database: str = Field("llm_telemetry", description="Database holding every table.")
+
+    # --- worker --------------------------------------------------------------------------
+    batch_size: int = Field(5000, ge=1, description="Events per ClickHouse insert batch.")
+    batch_seconds: float = Field(1.0, gt=0, description="Longest wait to fill a batch.")
+    join_horizon_hours: float = Field(24.0, gt=0, description="Verdicts later than this are flagged late.")
+    max_message_bytes: int = Field(1_000_000, ge=1024, description="Larger messages are dead-lettered.")
+    web_port: int = Field(6066, description="Worker's HTTP port on 127.0.0.1 (live SQL, health).")
+    prices_file: Path | None = Field(None, description="TOML price overrides for private/negotiated models.")
+    routes_file: Path | None = Field(None, description="TOML per-route config: owners, SLOs, budgets, channels.")
+
+    @property
+    def requests_topic(self) -> str:
+        return f"{self.topic_prefix}requests"
+
+    @property
+    def verdicts_topic(self) -> str:
+        return f"{self.topic_prefix}verdicts"
+
+    @property
+    def deadletter_topic(self) -> str:
+        return f"{self.topic_prefix}deadletter"
+
+    @property
+    def alerts_topic(self) -> str:
+        return f"{self.topic_prefix}alerts"
+
+    @property
+    def resolved_clickhouse_dsn(self) -> str:
+        if self.clickhouse_dsn:
+            return self.clickhouse_dsn
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def is_embedded_clickhouse(self) -> bool:
+        return self.resolved_clickhouse_dsn.startswith("chdb://")
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Security options passed through to every aiokafka client (producer, consumer, admin)."""
+        options: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            options["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
+        if self.kafka_ssl_cafile or self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(
+                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+            )
+        return options
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; keyword overrides win (used by tests and the CLI)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""ClickHouse: client factory, versioned migrations, and the batching sink."""
