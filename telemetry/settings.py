@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("llm.", description="Prefix of every topic this product reads or writes.")
     consumer_group: str = Field("llm-telemetry", description="Consumer group id of the worker.")
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics the worker creates.")
+    topic_replication_factor: int = Field(1, ge=1, description="Replication factor of topics the worker creates.")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
@@ -51,6 +52,7 @@ class Settings(BaseSettings):
     # --- worker --------------------------------------------------------------------------
     batch_size: int = Field(5000, ge=1, description="Events per ClickHouse insert batch.")
     batch_seconds: float = Field(1.0, gt=0, description="Longest wait to fill a batch.")
+    join_cache_size: int = Field(1_000_000, ge=1000, description="Requests kept in memory for the join.")
     join_horizon_hours: float = Field(24.0, gt=0, description="Verdicts later than this are flagged late.")
     max_message_bytes: int = Field(1_000_000, ge=1024, description="Larger messages are dead-lettered.")
     web_port: int = Field(6066, description="Worker's HTTP port on 127.0.0.1 (live SQL, health).")

@@ -38,6 +38,7 @@ __all__ = [
     "PAGERDUTY_SUMMARY_MAX",
     "alertmanager",
     "cloudevent",
+    "cloudevent_id",
     "examples_markdown",
     "generic",
     "kafka_record",
@@ -322,7 +323,9 @@ def slack(alert: Alert) -> dict[str, Any]:
     state = "FIRING" if firing else "RESOLVED"
     title = f"{alert.alertname or 'Alert'} on {alert.route or 'unknown route'}"
     summary = _summary(alert)
-    text = _truncate(f"{emoji} [{state}] {_slack_escape(title)}: {_slack_escape(summary)}", _SLACK_SECTION_MAX)
+    text = _truncate(
+        f"{emoji} [{state}] {_slack_escape(title)}: {_slack_escape(summary)}", _SLACK_SECTION_MAX
+    )
 
     body = f"*{_slack_escape(summary)}*"
     description = alert.annotations.get("description", "").strip()
@@ -355,17 +358,17 @@ def slack(alert: Alert) -> dict[str, Any]:
         blocks.append({"type": "section", "fields": fields})
     evidence = _evidence(alert)
     if evidence:
-        line = " \u00b7 ".join(f"{_slack_escape(k)} `{_slack_escape(_format_number(v))}`" for k, v in evidence.items())
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _truncate(line, _SLACK_CONTEXT_MAX)}]})
-    blocks.append(
-        {
-            "type": "context",
-            "elements": [
-                {"type": "mrkdwn", "text": f"fingerprint `{alert.fingerprint}` \u00b7 notification #{alert.sequence}"
-                                           f" \u00b7 started {_rfc3339(alert.starts_at)}"}
-            ],
-        }
+        line = " \u00b7 ".join(
+            f"{_slack_escape(k)} `{_slack_escape(_format_number(v))}`" for k, v in evidence.items()
+        )
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": _truncate(line, _SLACK_CONTEXT_MAX)}]}
+        )
+    footer = (
+        f"fingerprint `{alert.fingerprint}` \u00b7 notification #{alert.sequence}"
+        f" \u00b7 started {_rfc3339(alert.starts_at)}"
     )
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
     return {"text": text, "blocks": blocks}
 
 
@@ -469,9 +472,12 @@ def examples_markdown() -> str:
         "\nResolved (value only):\n\n",
         _json_block(cloudevent(resolved, emitted_at_ms=_EXAMPLE_RESOLVED_EMITTED_AT_MS)),
         "\n### Alertmanager webhook (version 4), channel kind `alertmanager`\n\n",
-        "Firing (receiver = channel name `support-oncall`, `externalURL` empty unless configured"
-        " by the caller; shown with `https://telemetry.example.com`):\n\n",
-        _json_block(alertmanager([firing], receiver="support-oncall", external_url="https://telemetry.example.com")),
+        "Firing (`receiver` = the channel name, here `support-oncall`; `externalURL` and"
+        " `generatorURL` are empty unless `WebhookDispatcher(external_url=...)` is set, shown here"
+        " with `https://telemetry.example.com`):\n\n",
+        _json_block(
+            alertmanager([firing], receiver="support-oncall", external_url="https://telemetry.example.com")
+        ),
         "\n### PagerDuty Events API v2, channel kind `pagerduty`\n\n",
         "Trigger:\n\n",
         _json_block(pagerduty(firing, routing_key="<integration key>")),

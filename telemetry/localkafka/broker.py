@@ -84,9 +84,7 @@ def broker_status(settings: Settings) -> BrokerStatus:
     )
 
 
-def start_broker(
-    settings: Settings, *, timeout_s: float = 120.0, log: Callable[[str], None] = print
-) -> BrokerStatus:
+def start_broker(settings: Settings, *, timeout_s: float = 120.0, log: Callable[[str], None] = print) -> BrokerStatus:
     """Make sure a Kafka broker answers at ``settings.kafka_bootstrap``, starting ours if needed.
 
     A broker already answering there makes this an instant no-op (``log`` gets the address).
@@ -160,12 +158,17 @@ def stop_broker(settings: Settings, *, timeout_s: float = 30.0) -> BrokerStatus:
 
 def _already_answering(settings: Settings, endpoint: Endpoint, log: Callable[[str], None]) -> BrokerStatus:
     if not process.speaks_kafka(endpoint):
+        if process.is_local_host(endpoint.host):
+            raise BrokerError(
+                f"port {endpoint.port} on {endpoint.host} is taken by something that is not a Kafka broker; "
+                "stop it or set TELEMETRY_KAFKA_BOOTSTRAP to another host:port"
+            )
         raise BrokerError(
-            f"port {endpoint.port} on {endpoint.host} is taken by something that is not a Kafka broker; "
-            "stop it or set TELEMETRY_KAFKA_BOOTSTRAP to another host:port"
+            f"{endpoint} accepts connections but does not answer as a Kafka broker; check TELEMETRY_KAFKA_BOOTSTRAP"
         )
     status = broker_status(settings)
-    log(f"Kafka already answers at {endpoint}" + ("" if status.managed else " (not started by telemetry)"))
+    layout = BrokerLayout.for_settings(settings)
+    log(f"Kafka already answers at {endpoint}" + ("" if status.managed else f" (not the one of {layout.state_dir})"))
     return status
 
 
@@ -199,7 +202,7 @@ def _require_java(version: str) -> str:
 
 def _java_major(java: str) -> int | None:
     try:
-        done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+        done = subprocess.run([java, "-version"], check=False, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BrokerError(f"cannot run {java} -version: {exc}") from None
     match = re.search(r'version "(\d+)(?:\.(\d+))?', done.stderr + done.stdout)
@@ -221,7 +224,9 @@ def _check_ports_free(endpoint: Endpoint) -> None:
 
 def _write_config(settings: Settings, layout: BrokerLayout) -> None:
     _write_atomic(layout.server_properties, config.render_server_properties(settings, layout))
-    _write_atomic(config.log_config_path(settings.kafka_version, layout), config.render_log_config(settings.kafka_version))
+    _write_atomic(
+        config.log_config_path(settings.kafka_version, layout), config.render_log_config(settings.kafka_version)
+    )
 
 
 def _format_if_needed(java: str, settings: Settings, layout: BrokerLayout, libs: Path) -> None:
@@ -232,7 +237,7 @@ def _format_if_needed(java: str, settings: Settings, layout: BrokerLayout, libs:
     logger.info("formatting kraft storage", extra={"cluster_id": cluster_id, "dir": str(layout.kraft_dir)})
     try:
         done = subprocess.run(
-            command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=FORMAT_TIMEOUT_S
+            command, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=FORMAT_TIMEOUT_S
         )
     except subprocess.TimeoutExpired:
         raise BrokerError(f"formatting Kafka storage in {layout.kraft_dir} timed out") from None
@@ -278,7 +283,9 @@ def _launch(
         layout.pid_file.unlink(missing_ok=True)
         raise
     elapsed = time.monotonic() - started
-    logger.info("kafka broker ready", extra={"pid": proc.pid, "bootstrap": str(endpoint), "elapsed_s": round(elapsed, 1)})
+    logger.info(
+        "kafka broker ready", extra={"pid": proc.pid, "bootstrap": str(endpoint), "elapsed_s": round(elapsed, 1)}
+    )
     log(f"Kafka {settings.kafka_version} ready at {endpoint} (pid {proc.pid}, {elapsed:.1f}s)")
     return BrokerStatus(
         running=True,
@@ -306,8 +313,9 @@ def _wait_ready(
         if process.tcp_answers(endpoint, timeout_s=0.5):
             return
         if time.monotonic() >= deadline:
+            outcome = "and was stopped" if proc is not None else "(stop it with `telemetry kafka stop`)"
             raise BrokerError(
-                f"Kafka did not answer at {endpoint} within {timeout_s:.0f}s and was stopped; "
+                f"Kafka did not answer at {endpoint} within {timeout_s:g}s {outcome}; "
                 f"last log line: {process.last_meaningful_line(layout.broker_log)}"
             )
         time.sleep(_POLL_S)

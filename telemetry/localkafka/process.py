@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import re
 import signal
@@ -18,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from telemetry.localkafka.config import VERSION_PROPERTY, Endpoint
+
+logger = logging.getLogger(__name__)
 
 _EXCEPTION_LINE = re.compile(r"^(Caused by: )?[A-Za-z_$][\w.$]*(Exception|Error)\b(:.*)?$")
 _LOG_LEVEL = re.compile(r"\] (ERROR|FATAL) ")
@@ -57,7 +60,7 @@ def speaks_kafka(endpoint: Endpoint, timeout_s: float = 2.0) -> bool:
     except OSError:
         return False
     size, got_correlation = struct.unpack(">ii", reply)
-    return got_correlation == correlation_id and 4 <= size < 1_000_000
+    return bool(got_correlation == correlation_id and 4 <= size < 1_000_000)
 
 
 def port_is_free(endpoint: Endpoint) -> bool:
@@ -165,6 +168,7 @@ def terminate(pids: list[int], timeout_s: float) -> list[int]:
         send_signal(pid, signal.SIGTERM)
     left = wait_gone(pids, timeout_s)
     for pid in left:
+        logger.warning("process ignored SIGTERM; sending SIGKILL", extra={"pid": pid, "waited_s": timeout_s})
         send_signal(pid, signal.SIGKILL)
     return wait_gone(left, 10.0)
 

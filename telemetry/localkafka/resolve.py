@@ -89,8 +89,7 @@ def logging_backend(version: str) -> tuple[Artifact, ...]:
         if key > _NEWEST_KNOWN:
             logger.warning("kafka version newer than the logging table", extra={"version": version, "log4j": log4j})
     return tuple(
-        Artifact("org.apache.logging.log4j", name, log4j)
-        for name in ("log4j-slf4j-impl", "log4j-api", "log4j-core")
+        Artifact("org.apache.logging.log4j", name, log4j) for name in ("log4j-slf4j-impl", "log4j-api", "log4j-core")
     )
 
 
@@ -201,7 +200,13 @@ def _run_maven(mvn: str, version: str, work: Path) -> None:
     logger.info("resolving kafka jars", extra={"version": version, "command": " ".join(command)})
     try:
         done = subprocess.run(
-            command, cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=RESOLVE_TIMEOUT_S
+            command,
+            check=False,
+            cwd=work,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=RESOLVE_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
         raise BrokerError(

@@ -117,9 +117,11 @@ def lookup_candidates(provider: str | None, model: str) -> list[tuple[str | None
     if "/" in ref:
         prefix, rest = ref.split("/", 1)
         last = ref.rsplit("/", 1)[1]
-        pairs.append((prov, rest))
+        if prov is not None:
+            pairs.append((prov, rest))
         pairs.append((normalize_provider(prefix), rest))
-        pairs.append((prov, last))
+        if prov is not None:
+            pairs.append((prov, last))
     if (prov is None or prov not in known_provider_ids()) and _BEDROCK_MODEL.match(last.lower()):
         pairs.append(("aws", last))
     pairs += [(None, ref), (None, rest), (None, last)]

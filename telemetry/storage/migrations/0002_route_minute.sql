@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS {database}.route_minute_state
     passed SimpleAggregateFunction(sum, UInt64),
     judged_cost_usd SimpleAggregateFunction(sum, Float64),
     late_verdicts SimpleAggregateFunction(sum, UInt64),
+    verdict_rows SimpleAggregateFunction(sum, UInt64),
     eval_cost_usd SimpleAggregateFunction(sum, Float64)
 )
 ENGINE = AggregatingMergeTree
@@ -71,6 +72,7 @@ SELECT
     countIf(v.kind = 'online' AND v.passed = 1) AS passed,
     sumIf(ifNull(v.cost_usd, 0), v.kind = 'online') AS judged_cost_usd,
     countIf(late = 1) AS late_verdicts,
+    count() AS verdict_rows,
     sum(ifNull(v.eval_cost_usd, 0)) AS eval_cost_usd
 FROM {database}.verdicts AS v
 GROUP BY minute, route, model;

@@ -1,0 +1,1 @@
+"""Ingest: raw Kafka messages to priced requests, joined verdicts and dead letters."""

@@ -1,0 +1,46 @@
+"""Dead letters: a message that cannot be accepted, with why and where it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from telemetry.errors import BadInput
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """The original bytes of a rejected message, its reason and its source coordinates."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    detail: str
+    received_ms: int
+
+    @classmethod
+    def of(cls, error: BadInput, *, topic: str, partition: int, offset: int,
+           key: bytes | None, value: bytes | None, received_ms: int) -> DeadLetter:  # fmt: skip
+        return cls(topic, partition, offset, key, value, error.reason, error.detail, received_ms)
+
+    @property
+    def size(self) -> int:
+        return len(self.value) if self.value else 0
+
+    @property
+    def key_text(self) -> str:
+        if not self.key:
+            return ""
+        return self.key[:256].decode("utf-8", "replace")
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """Kafka headers of the dead-letter message (the value is the original bytes)."""
+        return [
+            ("dlq.reason", self.reason.encode()),
+            ("dlq.detail", self.detail[:1000].encode()),
+            ("dlq.source.topic", self.topic.encode()),
+            ("dlq.source.partition", str(self.partition).encode()),
+            ("dlq.source.offset", str(self.offset).encode()),
+        ]

@@ -1,0 +1,221 @@
+"""The request/verdict join: pure state transitions, no I/O.
+
+Every verdict is attached to its request exactly once, whatever the arrival order. The state
+here is a *cache* of what ClickHouse already holds (requests and their stored verdicts, and
+verdicts parked while their request has not arrived); ClickHouse is the source of truth, so a
+restarted worker rebuilds this state from it (see ``telemetry.storage.store``).
+
+A batch is handled in two steps so that the core stays pure:
+
+1. :meth:`JoinState.ids_to_look_up` names the request ids whose fate the cache cannot decide;
+   the shell fetches them from storage into a :class:`Lookup`.
+2. :meth:`JoinState.apply` decides, updates the cache and returns a :class:`JoinOutcome`: the
+   rows to write. The shell writes them (retrying until ClickHouse has them) before it lets
+   the offsets be committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from telemetry.contracts.request import RequestEvent
+from telemetry.contracts.verdict import VerdictEvent
+from telemetry.pricing import Cost
+
+
+@dataclass(slots=True)
+class KnownRequest:
+    """What a verdict needs from its request, and which evaluators already judged it."""
+
+    request_id: str
+    ts_ms: int
+    route: str
+    team: str
+    model: str
+    served_model: str
+    cost_usd: float | None
+    evaluators: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class PricedRequest:
+    """A valid request event with its cost and where it came from."""
+
+    event: RequestEvent
+    cost: Cost
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class JoinedVerdict:
+    """A verdict attached to its request. ``late``: judged more than the horizon after the request."""
+
+    verdict: VerdictEvent
+    request: KnownRequest
+    late: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What storage holds for some request ids: the requests (with the evaluators of their
+    stored verdicts) and the evaluators of their parked verdicts."""
+
+    requests: dict[str, KnownRequest] = field(default_factory=dict)
+    pending: dict[str, list[VerdictEvent]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class JoinOutcome:
+    """Rows to write for one batch, and what was recognised as a duplicate."""
+
+    new_requests: list[PricedRequest] = field(default_factory=list)
+    joined: list[JoinedVerdict] = field(default_factory=list)
+    parked: list[VerdictEvent] = field(default_factory=list)
+    duplicate_requests: int = 0
+    duplicate_verdicts: int = 0
+
+    @property
+    def rows(self) -> int:
+        return len(self.new_requests) + len(self.joined) + len(self.parked)
+
+
+def known_from(priced: PricedRequest) -> KnownRequest:
+    event = priced.event
+    return KnownRequest(
+        request_id=event.request_id,
+        ts_ms=event.ts,
+        route=event.route,
+        team=event.team,
+        model=event.model,
+        served_model=event.served_model,
+        cost_usd=priced.cost.usd,
+    )
+
+
+class JoinState:
+    """Cache of stored requests (bounded, oldest first out) and of parked verdicts.
+
+    Invariant: every stored request with ``ts >= complete_since_ms`` is in the cache, so a
+    request id newer than that and missing from the cache is new without asking storage.
+    """
+
+    def __init__(self, *, horizon_ms: int, capacity: int = 1_000_000, complete_since_ms: int = 0) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.horizon_ms = horizon_ms
+        self.capacity = capacity
+        self.complete_since_ms = complete_since_ms
+        self._requests: dict[str, KnownRequest] = {}
+        self._parked: dict[str, dict[str, VerdictEvent]] = {}
+
+    # -- loading (startup) -----------------------------------------------------------------
+    def remember(self, requests: Iterable[KnownRequest]) -> None:
+        """Add stored requests to the cache (startup load, or lookups)."""
+        for known in requests:
+            self._put(known)
+
+    def park(self, verdicts: Iterable[VerdictEvent]) -> None:
+        """Add stored, not yet joined verdicts (startup load)."""
+        for verdict in verdicts:
+            self._parked.setdefault(verdict.request_id, {})[verdict.evaluator] = verdict
+
+    @property
+    def cached_requests(self) -> int:
+        return len(self._requests)
+
+    @property
+    def parked_verdicts(self) -> int:
+        return sum(len(v) for v in self._parked.values())
+
+    def parked_request_ids(self) -> list[str]:
+        return list(self._parked)
+
+    # -- step 1 ------------------------------------------------------------------------------
+    def ids_to_look_up(self, requests: Sequence[PricedRequest], verdicts: Sequence[VerdictEvent]) -> set[str]:
+        """Request ids the cache cannot decide: old requests that may be duplicates, and verdicts
+        whose request is neither cached nor already waiting for them."""
+        ids: set[str] = set()
+        for priced in requests:
+            rid = priced.event.request_id
+            if rid not in self._requests and priced.event.ts < self.complete_since_ms:
+                ids.add(rid)
+        for verdict in verdicts:
+            rid = verdict.request_id
+            if rid not in self._requests and rid not in self._parked:
+                ids.add(rid)
+        return ids
+
+    # -- step 2 ------------------------------------------------------------------------------
+    def apply(
+        self,
+        requests: Sequence[PricedRequest],
+        verdicts: Sequence[VerdictEvent],
+        lookup: Lookup | None = None,
+    ) -> JoinOutcome:
+        """Decide every event of the batch; update the cache; return the rows to write.
+
+        Requests are applied before verdicts, so a verdict and its request in one batch join.
+        """
+        lookup = lookup or Lookup()
+        out = JoinOutcome()
+        for rid, known in lookup.requests.items():
+            if rid not in self._requests:
+                self._put(known)
+        for rid, stored in lookup.pending.items():
+            if rid not in self._requests:
+                parked = self._parked.setdefault(rid, {})
+                for verdict in stored:
+                    parked.setdefault(verdict.evaluator, verdict)
+        for priced in requests:
+            rid = priced.event.request_id
+            known = self._requests.get(rid)
+            if known is None:
+                known = known_from(priced)
+                self._put(known)
+                out.new_requests.append(priced)
+            else:
+                out.duplicate_requests += 1
+            self._release_parked(known, out)
+        for verdict in verdicts:
+            self._apply_verdict(verdict, out)
+        return out
+
+    # -- internals ---------------------------------------------------------------------------
+    def _apply_verdict(self, verdict: VerdictEvent, out: JoinOutcome) -> None:
+        known = self._requests.get(verdict.request_id)
+        if known is not None:
+            if verdict.evaluator in known.evaluators:
+                out.duplicate_verdicts += 1
+                return
+            known.evaluators.add(verdict.evaluator)
+            out.joined.append(JoinedVerdict(verdict, known, self._is_late(verdict, known)))
+            return
+        parked = self._parked.setdefault(verdict.request_id, {})
+        if verdict.evaluator in parked:
+            out.duplicate_verdicts += 1
+            return
+        parked[verdict.evaluator] = verdict
+        out.parked.append(verdict)
+
+    def _release_parked(self, known: KnownRequest, out: JoinOutcome) -> None:
+        parked = self._parked.pop(known.request_id, None)
+        if not parked:
+            return
+        for evaluator, verdict in parked.items():
+            if evaluator in known.evaluators:
+                continue
+            known.evaluators.add(evaluator)
+            out.joined.append(JoinedVerdict(verdict, known, self._is_late(verdict, known)))
+
+    def _is_late(self, verdict: VerdictEvent, known: KnownRequest) -> bool:
+        return verdict.ts - known.ts_ms > self.horizon_ms
+
+    def _put(self, known: KnownRequest) -> None:
+        self._requests[known.request_id] = known
+        while len(self._requests) > self.capacity:
+            oldest_id = next(iter(self._requests))
+            evicted = self._requests.pop(oldest_id)
+            self.complete_since_ms = max(self.complete_since_ms, evicted.ts_ms + 1)
+

@@ -1,0 +1,228 @@
+"""The ClickHouse side of the worker: lookups for the join, idempotent writes, saved state.
+
+Every method blocks (call through ``asyncio.to_thread``) and raises the client's exceptions;
+the caller classifies them with :func:`telemetry.storage.clickhouse.is_transient`.
+
+Writes are idempotent: each insert carries an ``insert_deduplication_token`` derived from its
+content, and every table keeps a deduplication window, so retrying an insert whose answer was
+lost never stores its rows twice, in the table or in the views fed from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from clickhouse_connect.driver.client import Client
+
+from telemetry.contracts.verdict import VerdictEvent
+from telemetry.ingest.deadletter import DeadLetter
+from telemetry.ingest.join import JoinOutcome, JoinState, KnownRequest, Lookup
+from telemetry.storage import rows as R
+from telemetry.storage.clickhouse import WRITE_SETTINGS
+
+log = logging.getLogger(__name__)
+
+_LOOKUP_CHUNK = 5000
+
+
+def _token(kind: str, keys: Iterable[str]) -> str:
+    digest = hashlib.sha256(kind.encode())
+    for key in keys:
+        digest.update(b"\x1f")
+        digest.update(key.encode())
+    return f"{kind}-{digest.hexdigest()[:32]}"
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateCheck:
+    requests: int
+    requests_in_views: int
+    verdicts: int
+    verdicts_in_views: int
+
+    @property
+    def consistent(self) -> bool:
+        return self.requests == self.requests_in_views and self.verdicts == self.verdicts_in_views
+
+
+class Store:
+    """Reads and writes of the worker's tables in ``database``."""
+
+    def __init__(self, client: Client, database: str) -> None:
+        self.client = client
+        self.db = database
+
+    # -- writes ---------------------------------------------------------------------------------
+    def _insert(self, table: str, rows: list[list[object]], columns: list[str], token: str) -> None:
+        if not rows:
+            return
+        self.client.insert(
+            table,
+            rows,
+            column_names=columns,
+            database=self.db,
+            settings={**WRITE_SETTINGS, "insert_deduplication_token": token},
+        )
+
+    def write(self, outcome: JoinOutcome, now_ms: int) -> None:
+        """Store one batch's rows: requests, then joined verdicts, then parked verdicts."""
+        if outcome.new_requests:
+            self._insert(
+                "requests",
+                R.request_rows(outcome.new_requests, now_ms),
+                R.REQUEST_COLUMNS,
+                _token("requests", (p.event.request_id for p in outcome.new_requests)),
+            )
+        if outcome.joined:
+            self._insert(
+                "verdicts",
+                R.verdict_rows(outcome.joined, now_ms),
+                R.VERDICT_COLUMNS,
+                _token("verdicts", (f"{j.verdict.request_id}\x1e{j.verdict.evaluator}" for j in outcome.joined)),
+            )
+        if outcome.parked:
+            self._insert(
+                "verdicts_pending",
+                R.pending_rows(outcome.parked, now_ms),
+                R.PENDING_COLUMNS,
+                _token("pending", (f"{v.request_id}\x1e{v.evaluator}" for v in outcome.parked)),
+            )
+
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Record dead letters once per (topic, partition, offset), also when redelivered."""
+        if not letters:
+            return
+        seen = self._existing_dead_letters(letters)
+        fresh = [d for d in letters if (d.topic, d.partition, d.offset) not in seen]
+        self._insert(
+            "dead_letters",
+            R.dead_letter_rows(fresh),
+            R.DEAD_LETTER_COLUMNS,
+            _token("dead", (f"{d.topic}:{d.partition}:{d.offset}" for d in fresh)),
+        )
+
+    def _existing_dead_letters(self, letters: Sequence[DeadLetter]) -> set[tuple[str, int, int]]:
+        topics = sorted({d.topic for d in letters})
+        low = min(d.offset for d in letters)
+        result = self.client.query(
+            f"SELECT source_topic, source_partition, source_offset FROM {self.db}.dead_letters "
+            "WHERE source_topic IN %(topics)s AND source_offset >= %(low)s",
+            parameters={"topics": topics, "low": low},
+        )
+        return {(str(t), int(p), int(o)) for t, p, o in result.result_rows}
+
+    # -- lookups --------------------------------------------------------------------------------
+    def lookup(self, request_ids: Iterable[str]) -> Lookup:
+        """Stored requests (with their verdicts' evaluators) and parked verdicts for the ids."""
+        ids = sorted(set(request_ids))
+        found = Lookup()
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start : start + _LOOKUP_CHUNK]
+            found.requests.update(self._requests_by_id(chunk))
+            stored = set(self._verdict_keys(chunk))
+            for rid, evaluator in stored:
+                if rid in found.requests:
+                    found.requests[rid].evaluators.add(evaluator)
+            for verdict in self._pending_by_id(chunk):
+                if (verdict.request_id, verdict.evaluator) not in stored:
+                    found.pending.setdefault(verdict.request_id, []).append(verdict)
+        return found
+
+    def _requests_by_id(self, ids: list[str]) -> dict[str, KnownRequest]:
+        result = self.client.query(
+            f"SELECT request_id, toUnixTimestamp64Milli(ts), route, team, model, served_model, cost_usd "
+            f"FROM {self.db}.requests WHERE request_id IN %(ids)s",
+            parameters={"ids": ids},
+        )
+        return {
+            str(r[0]): KnownRequest(str(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in result.result_rows
+        }
+
+    def _verdict_keys(self, ids: list[str]) -> list[tuple[str, str]]:
+        result = self.client.query(
+            f"SELECT request_id, evaluator FROM {self.db}.verdicts WHERE request_id IN %(ids)s",
+            parameters={"ids": ids},
+        )
+        return [(str(a), str(b)) for a, b in result.result_rows]
+
+    def _pending_by_id(self, ids: list[str]) -> list[VerdictEvent]:
+        result = self.client.query(
+            f"SELECT {', '.join(R.PENDING_COLUMNS)} FROM {self.db}.verdicts_pending WHERE request_id IN %(ids)s",
+            parameters={"ids": ids},
+        )
+        return [R.pending_from_row(row) for row in result.result_rows]
+
+    # -- startup --------------------------------------------------------------------------------
+    def load_join_state(self, *, horizon_ms: int, capacity: int) -> tuple[JoinState, list[VerdictEvent]]:
+        """Rebuild the join cache from storage: the newest requests within the horizon (up to
+        ``capacity``) with their verdicts' evaluators. Returns the state and the unjoined
+        parked verdicts, which the caller replays through the join (they may now match)."""
+        newest = self.client.query(f"SELECT toUnixTimestamp64Milli(max(ts)), count() FROM {self.db}.requests")
+        max_ts, total = newest.result_rows[0]
+        if not total:
+            state = JoinState(horizon_ms=horizon_ms, capacity=capacity, complete_since_ms=0)
+        else:
+            since = int(max_ts) - horizon_ms
+            result = self.client.query(
+                f"SELECT request_id, toUnixTimestamp64Milli(ts) AS t, route, team, model, served_model, cost_usd "
+                f"FROM {self.db}.requests WHERE ts >= fromUnixTimestamp64Milli(%(since)s) "
+                f"ORDER BY t DESC LIMIT %(cap)s",
+                parameters={"since": since, "cap": capacity},
+            )
+            loaded = [KnownRequest(str(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in result.result_rows]
+            complete_since = since
+            if len(loaded) >= capacity:
+                complete_since = loaded[-1].ts_ms + 1
+            state = JoinState(horizon_ms=horizon_ms, capacity=capacity, complete_since_ms=complete_since)
+            loaded.reverse()
+            state.remember(loaded)
+            by_id = {k.request_id: k for k in loaded}
+            keys = self.client.query(
+                f"SELECT request_id, evaluator FROM {self.db}.verdicts "
+                f"WHERE request_ts >= fromUnixTimestamp64Milli(%(since)s)",
+                parameters={"since": complete_since},
+            )
+            for rid, evaluator in keys.result_rows:
+                known = by_id.get(str(rid))
+                if known is not None:
+                    known.evaluators.add(str(evaluator))
+        pending = self.client.query(f"SELECT {', '.join(R.PENDING_COLUMNS)} FROM {self.db}.verdicts_unjoined")
+        return state, [R.pending_from_row(row) for row in pending.result_rows]
+
+    def check_aggregates(self) -> AggregateCheck:
+        row = self.client.query(
+            f"SELECT (SELECT count() FROM {self.db}.requests), (SELECT sum(requests) FROM {self.db}.route_minute_state), "
+            f"(SELECT count() FROM {self.db}.verdicts), (SELECT sum(verdict_rows) FROM {self.db}.route_minute_state)"
+        ).result_rows[0]
+        return AggregateCheck(*(int(x or 0) for x in row))
+
+    def rebuild_aggregates(self) -> None:
+        """Recompute route_minute_state from its sources with the views' own SELECTs.
+
+        For the embedded engine only, at startup, when :meth:`check_aggregates` disagrees: a
+        process killed between a table's part and its view's part leaves them apart."""
+        selects = self.client.query(
+            "SELECT name, as_select FROM system.tables WHERE database = %(db)s AND name LIKE 'route_minute_%%_mv'",
+            parameters={"db": self.db},
+        ).result_rows
+        self.client.command(f"TRUNCATE TABLE {self.db}.route_minute_state")
+        for name, select in selects:
+            log.warning("rebuilding aggregate from its source", extra={"view": name})
+            self.client.command(f"INSERT INTO {self.db}.route_minute_state {select}", settings={"async_insert": 0})
+
+    # -- saved state ----------------------------------------------------------------------------
+    def save_state(self, key: str, value: str, now_ms: int) -> None:
+        self.client.insert(
+            "worker_state", [[key, value, now_ms]], column_names=["key", "value", "updated_at"],
+            database=self.db, settings={"async_insert": 0},
+        )  # fmt: skip
+
+    def load_state(self, key: str) -> str | None:
+        rows = self.client.query(
+            f"SELECT argMax(value, updated_at) FROM {self.db}.worker_state WHERE key = %(key)s HAVING count() > 0",
+            parameters={"key": key},
+        ).result_rows
+        return str(rows[0][0]) if rows else None

@@ -1,0 +1,1 @@
+"""The worker: the Faust app and the imperative shell around the pure ingest and detect cores."""

@@ -1,0 +1,237 @@
+"""The ingest pipeline: the imperative shell that runs one batch from Kafka to ClickHouse.
+
+For each batch, under one lock shared by the request and verdict agents:
+decode and price (pure) -> look up what the join cache cannot decide -> join (pure) ->
+dead letters to Kafka and ClickHouse -> rows to ClickHouse -> observers (detectors).
+Only when this returns does the Faust agent let the batch's offsets be acked and committed.
+
+Infrastructure failures are retried with back-off until they succeed (the stream waits);
+bad input is dead-lettered; anything else is a bug, and the process exits *without*
+committing, so the batch is redelivered after the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Literal, Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from telemetry.ingest.batch import DecodedBatch, RawMessage, decode_requests, decode_verdicts
+from telemetry.ingest.deadletter import DeadLetter
+from telemetry.ingest.join import JoinOutcome, JoinState
+from telemetry.pricing import PriceBook
+from telemetry.retry import RetryPolicy
+from telemetry.settings import Settings
+from telemetry.storage.clickhouse import connect, is_transient
+from telemetry.storage.migrate import migrate
+from telemetry.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["requests", "verdicts"]
+EXIT_UNSAFE = 70
+
+
+class BatchObserver(Protocol):
+    """Sees every batch's outcome after it is stored (the detectors)."""
+
+    async def start(self, store: Store, producer: AIOKafkaProducer) -> None: ...
+    async def on_batch(self, outcome: JoinOutcome) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, KafkaError) or is_transient(exc)
+
+
+def die(reason: str, exc: BaseException | None = None) -> None:
+    """Exit at once without committing offsets: the uncommitted batch is redelivered on restart."""
+    log.critical("worker cannot continue safely; exiting without committing", extra={"reason": reason},
+                 exc_info=exc)  # fmt: skip
+    logging.shutdown()
+    os._exit(EXIT_UNSAFE)
+
+
+class Pipeline:
+    """Owns the ClickHouse store, the join cache, the price book and the dead-letter producer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        observers: Sequence[BatchObserver] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.observers = list(observers)
+        self.clock = clock
+        self.retry = RetryPolicy(is_transient=_transient)
+        self.counters: Counter[str] = Counter()
+        self._lock = asyncio.Lock()
+        self._ready = asyncio.Event()
+        self.store: Store | None = None
+        self.join: JoinState | None = None
+        self.prices: PriceBook | None = None
+        self.producer: AIOKafkaProducer | None = None
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect, migrate, rebuild the join cache from ClickHouse, start the producer."""
+        s = self.settings
+        self.prices = PriceBook(s.prices_file)
+        client = await self.retry.run("clickhouse connect", lambda: asyncio.to_thread(connect, s.resolved_clickhouse_dsn))
+        await self.retry.run("clickhouse migrate", lambda: asyncio.to_thread(migrate, client, s.clickhouse_database))
+        self.store = Store(client, s.clickhouse_database)
+        if s.is_embedded_clickhouse:
+            await asyncio.to_thread(self._repair_aggregates)
+        horizon_ms = int(s.join_horizon_hours * 3_600_000)
+        state, unjoined = await self.retry.run(
+            "load join state",
+            lambda: asyncio.to_thread(self.store.load_join_state, horizon_ms=horizon_ms, capacity=s.join_cache_size),  # type: ignore[union-attr]
+        )
+        self.join = state
+        self.producer = new_producer_for(s)
+        await self.retry.run("kafka producer start", self.producer.start)
+        if unjoined:
+            await self._replay_unjoined(unjoined)
+        for observer in self.observers:
+            await observer.start(self.store, self.producer)
+        log.info("pipeline ready", extra={"cached_requests": state.cached_requests,
+                                          "parked_verdicts": state.parked_verdicts})  # fmt: skip
+        self._ready.set()
+
+    async def stop(self) -> None:
+        for observer in self.observers:
+            await observer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    def _repair_aggregates(self) -> None:
+        assert self.store is not None
+        check = self.store.check_aggregates()
+        if not check.consistent:
+            log.warning("aggregates disagree with their sources after an unclean stop; rebuilding",
+                        extra={"check": repr(check)})  # fmt: skip
+            self.store.rebuild_aggregates()
+            self.counters["aggregate_rebuilds"] += 1
+
+    async def _replay_unjoined(self, unjoined: list) -> None:  # type: ignore[type-arg]
+        """Verdicts parked before a stop whose request is stored by now are joined here."""
+        assert self.store is not None and self.join is not None
+        ids = {v.request_id for v in unjoined}
+        found = await self.retry.run("lookup", lambda: asyncio.to_thread(self.store.lookup, ids))  # type: ignore[union-attr]
+        outcome = self.join.apply([], unjoined, found)
+        outcome.parked.clear()  # already stored as parked
+        if outcome.joined:
+            await self._write(outcome)
+            await self._observe(outcome)
+
+    # -- the batch ------------------------------------------------------------------------------
+    async def handle(self, kind: Kind, messages: Sequence[RawMessage]) -> None:
+        """Process one batch to completion. Returns only when its effects are durable."""
+        if not messages:
+            return
+        await self._ready.wait()
+        async with self._lock:
+            work = asyncio.ensure_future(self._handle(kind, messages))
+            try:
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # Faust acks a batch on the way out even when cancelled: finish it first.
+                try:
+                    await asyncio.wait_for(asyncio.shield(work), timeout=30)
+                except BaseException as exc:  # noqa: BLE001 - anything here makes the ack unsafe
+                    die("shutdown while a batch was unfinished", exc)
+                raise
+            except Exception as exc:  # a bug: never let Faust ack what was not stored
+                die(f"unexpected error in {kind} batch", exc)
+
+    async def _handle(self, kind: Kind, messages: Sequence[RawMessage]) -> None:
+        assert self.prices is not None and self.join is not None and self.store is not None
+        now_ms = self.now_ms()
+        max_bytes = self.settings.max_message_bytes
+        if kind == "requests":
+            decoded = await asyncio.to_thread(decode_requests, messages, self.prices, max_bytes=max_bytes, now_ms=now_ms)
+        else:
+            decoded = await asyncio.to_thread(decode_verdicts, messages, max_bytes=max_bytes, now_ms=now_ms)
+        self.counters[f"{kind}_messages"] += len(messages)
+        if decoded.dead:
+            await self._dead_letter(decoded.dead)
+        outcome = await self._join(decoded)
+        await self._write(outcome)
+        self._count(outcome)
+        await self._observe(outcome)
+
+    async def _join(self, decoded: DecodedBatch) -> JoinOutcome:
+        join, store = self.join, self.store
+        assert join is not None and store is not None
+        ids = join.ids_to_look_up(decoded.requests, decoded.verdicts)
+        found = None
+        if ids:
+            found = await self.retry.run("lookup", lambda: asyncio.to_thread(store.lookup, ids))
+            self.counters["lookups"] += len(ids)
+        return join.apply(decoded.requests, decoded.verdicts, found)
+
+    async def _write(self, outcome: JoinOutcome) -> None:
+        store = self.store
+        assert store is not None
+        now_ms = self.now_ms()
+        await self.retry.run("clickhouse insert", lambda: asyncio.to_thread(store.write, outcome, now_ms))
+
+    async def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        producer, store = self.producer, self.store
+        assert producer is not None and store is not None
+        topic = self.settings.deadletter_topic
+
+        async def publish() -> None:
+            futures = [
+                await producer.send(topic, value=d.value or b"", key=d.key, headers=d.headers()) for d in letters
+            ]
+            await asyncio.gather(*futures)
+
+        await self.retry.run("dead-letter publish", publish)
+        await self.retry.run("dead-letter record", lambda: asyncio.to_thread(store.write_dead_letters, letters))
+        for d in letters:
+            self.counters[f"dead_letters.{d.reason}"] += 1
+        self.counters["dead_letters"] += len(letters)
+        log.warning("messages dead-lettered", extra={"count": len(letters), "reasons": sorted({d.reason for d in letters}),
+                                                     "topic": letters[0].topic})  # fmt: skip
+
+    def _count(self, outcome: JoinOutcome) -> None:
+        c = self.counters
+        c["requests_stored"] += len(outcome.new_requests)
+        c["verdicts_joined"] += len(outcome.joined)
+        c["verdicts_parked"] += len(outcome.parked)
+        c["duplicate_requests"] += outcome.duplicate_requests
+        c["duplicate_verdicts"] += outcome.duplicate_verdicts
+        c["batches"] += 1
+
+    async def _observe(self, outcome: JoinOutcome) -> None:
+        for observer in self.observers:
+            try:
+                await observer.on_batch(outcome)
+            except Exception:  # detectors must never stop ingest
+                self.counters["observer_errors"] += 1
+                log.exception("batch observer failed", extra={"observer": type(observer).__name__})
+
+
+def new_producer_for(settings: Settings) -> AIOKafkaProducer:
+    from telemetry.worker.kafka_out import new_producer
+
+    return new_producer(settings)
+
+
+Runner = Callable[[Kind, Sequence[RawMessage]], Awaitable[None]]
