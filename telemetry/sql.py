@@ -62,7 +62,8 @@ def check_read_only(client: Client, sql: str) -> str:
         raise WriteRefused(f"only read-only statements are allowed (this one is {root.split(' ')[0] or 'unknown'})")
     if any(str(line[0]).startswith(" Literal") for line in ast):
         raise WriteRefused("INTO OUTFILE is not allowed")
-    if any(str(line[0]).startswith(" Identifier") for line in ast):
+    top_identifiers = [str(line[0]).strip() for line in ast if str(line[0]).startswith(" Identifier")]
+    if top_identifiers and top_identifiers != ["Identifier Native"]:  # the client appends FORMAT Native
         raise WriteRefused("a FORMAT clause is not allowed: choose the output with --format")
     return text
 

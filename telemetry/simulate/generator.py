@@ -87,7 +87,7 @@ class GeneratorStats:
 
     logical_requests: int = 0
     by_kind: Counter[str] = field(default_factory=Counter)  # "<topic>:<note>"
-    by_route: Counter[str] = field(default_factory=Counter)  # request events per route
+    by_route: Counter[str] = field(default_factory=Counter)  # logical requests per route
     first_publish_ms: int | None = None
     last_publish_ms: int | None = None
 
@@ -154,6 +154,7 @@ class _Effective:
         "ttft_factor",
         "truncation_rate",
         "max_output_tokens",
+        "truncate_to",
         "storm404",
         "retry_storm",
     )
@@ -168,6 +169,7 @@ class _Effective:
         self.ttft_factor = 1.0
         self.truncation_rate = route.truncation_rate
         self.max_output_tokens = route.max_output_tokens
+        self.truncate_to = route.max_output_tokens
         self.storm404: Alias404Storm | None = None
         self.retry_storm: RetryStorm | None = None
 
@@ -195,7 +197,7 @@ class _Effective:
         elif isinstance(inc, TruncationSpike):
             self.truncation_rate = inc.truncation_rate
             if inc.max_output_tokens is not None:
-                self.max_output_tokens = inc.max_output_tokens
+                self.truncate_to = inc.max_output_tokens
         self.pass_rate = min(1.0, max(0.0, self.pass_rate))
 
 
@@ -245,6 +247,7 @@ class TrafficGenerator:
             st = states[idx]
             self._logical_request(st, now)
             stats.logical_requests += 1
+            stats.by_route[st.route.name] += 1
             heapq.heapreplace(arrivals, (self._next_arrival(st, t), idx))
 
         while pending:
@@ -274,12 +277,20 @@ class TrafficGenerator:
         if stats.last_publish_ms is None or publish_ms > stats.last_publish_ms:
             stats.last_publish_ms = publish_ms
 
-    def _publish(self, publish_ms: int, topic: TopicKind, key: bytes, body: dict[str, Any], dup_fraction: float) -> None:
+    def _publish(
+        self,
+        publish_ms: int,
+        topic: TopicKind,
+        key: bytes,
+        body: dict[str, Any],
+        dup_fraction: float,
+        note: Note = "original",
+    ) -> None:
         """Queue an event, plus a duplicate and/or a malformed variant as the noise says."""
         rng = self._rng
         noise = self._noise
         value = orjson.dumps(body)
-        self._push(publish_ms, topic, key, value, "early" if body.pop("_early", False) else "original")
+        self._push(publish_ms, topic, key, value, note)
         if dup_fraction and rng.random() < dup_fraction:
             delay = 1000 + int(rng.random() * max(0, noise.duplicate_delay_max - 1000))
             self._push(publish_ms + delay, topic, key, value, "duplicate")
@@ -379,8 +390,8 @@ class TrafficGenerator:
                 output_tokens, finish = cap, "length"
             elif eff.truncation_rate and rng.random() < eff.truncation_rate:
                 finish = "length"
-                if cap is not None:
-                    output_tokens = cap
+                if eff.truncate_to is not None:
+                    output_tokens = eff.truncate_to
             body.update(
                 response_model=eff.served,
                 input_tokens=input_tokens,
@@ -431,10 +442,14 @@ class TrafficGenerator:
                 if route.eval_cost_usd is not None:
                     verdict["eval_cost_usd"] = route.eval_cost_usd
                 if early:
-                    verdict["_early"] = True
                     # keep the queueing order deterministic: verdict first, then its request
                     self._publish(
-                        verdict_ts, "verdicts", request_id.encode(), verdict, self._noise.verdict_duplicate_fraction
+                        verdict_ts,
+                        "verdicts",
+                        request_id.encode(),
+                        verdict,
+                        self._noise.verdict_duplicate_fraction,
+                        "early",
                     )
                     self._publish(
                         request_publish,

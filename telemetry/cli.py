@@ -1,0 +1,177 @@
+"""The ``telemetry`` command: kafka, migrate, worker, sql, schemas, simulate, replay, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from telemetry.errors import TelemetryError
+from telemetry.settings import Settings, load_settings
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"telemetry: {message}", file=sys.stderr)
+    return code
+
+
+# -- kafka --------------------------------------------------------------------------------------
+def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from telemetry.localkafka import broker_status, start_broker, stop_broker
+
+    if args.action == "start":
+        status = start_broker(settings, log=lambda line: print(line, file=sys.stderr))
+        print(status.bootstrap)
+        return 0
+    if args.action == "stop":
+        status = stop_broker(settings)
+        print(status.detail)
+        return 0
+    status = broker_status(settings)
+    print(status.detail)
+    return 0 if status.running else 3
+
+
+# -- clickhouse -----------------------------------------------------------------------------------
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from telemetry.storage.clickhouse import connect, describe_dsn
+    from telemetry.storage.migrate import migrate
+
+    client = connect(settings.resolved_clickhouse_dsn)
+    applied = migrate(client, settings.clickhouse_database)
+    where = describe_dsn(settings.resolved_clickhouse_dsn)
+    if applied:
+        for m in applied:
+            print(f"applied {m.version:04d}_{m.name}")
+    print(f"{settings.clickhouse_database} on {where} is up to date")
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    from telemetry.sql import QueryResult, WriteRefused, render, run_read_only
+    from telemetry.storage.clickhouse import connect
+
+    sql = args.query if args.query != "-" else sys.stdin.read()
+    if settings.is_embedded_clickhouse:
+        try:
+            result = _sql_via_worker(settings, sql)
+        except ConnectionError:
+            client = connect(settings.resolved_clickhouse_dsn)
+            try:
+                result = run_read_only(client, sql, server=False)
+            except WriteRefused as exc:
+                return _fail(f"refused: {exc}", 2)
+    else:
+        try:
+            result = run_read_only(connect(settings.resolved_clickhouse_dsn), sql, server=True)
+        except WriteRefused as exc:
+            return _fail(f"refused: {exc}", 2)
+    assert isinstance(result, QueryResult)
+    print(render(result, args.format))
+    return 0
+
+
+def _sql_via_worker(settings: Settings, sql: str) -> object:
+    """Ask the running worker (which owns the embedded engine) to run the query."""
+    from telemetry.sql import QueryResult
+
+    url = f"http://127.0.0.1:{settings.web_port}/telemetry/sql/"
+    request = urllib.request.Request(url, data=json.dumps({"sql": sql}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return QueryResult.from_json(json.loads(response.read()))
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read() or b"{}")
+        prefix = "refused: " if body.get("refused") else ""
+        raise SqlError(prefix + str(body.get("error", exc))) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConnectionError(str(exc)) from None
+
+
+class SqlError(TelemetryError):
+    pass
+
+
+# -- worker ---------------------------------------------------------------------------------------
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from telemetry.worker.main import run_worker
+
+    return run_worker(settings, loglevel=args.loglevel)
+
+
+def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
+    from telemetry.schemas import stale_schemas, write_schemas
+
+    directory = Path(args.dir)
+    if args.write:
+        for path in write_schemas(directory):
+            print(f"wrote {path}")
+        return 0
+    stale = stale_schemas(directory)
+    if stale:
+        return _fail(f"schemas out of date: {', '.join(stale)} (run: telemetry schemas --write)")
+    print("schemas are up to date")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="telemetry", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    kafka = sub.add_parser("kafka", help="run a local single-node Kafka broker (from Maven Central)")
+    kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.set_defaults(func=cmd_kafka)
+
+    migrate = sub.add_parser("migrate", help="apply ClickHouse migrations (idempotent)")
+    migrate.set_defaults(func=cmd_migrate)
+
+    worker = sub.add_parser("worker", help="run the stream processor (Faust worker)")
+    worker.add_argument("--loglevel", default="info")
+    worker.set_defaults(func=cmd_worker)
+
+    sql = sub.add_parser("sql", help="run read-only SQL against the live tables")
+    sql.add_argument("query", help="the SQL statement, or - to read it from stdin")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.set_defaults(func=cmd_sql)
+
+    schemas = sub.add_parser("schemas", help="check (default) or --write the JSON Schemas in schemas/")
+    schemas.add_argument("--write", action="store_true")
+    schemas.add_argument("--dir", default="schemas")
+    schemas.set_defaults(func=cmd_schemas)
+
+    for extra in _extra_commands():
+        extra(sub)
+    return parser
+
+
+def _extra_commands() -> list:  # type: ignore[type-arg]
+    from telemetry import commands
+
+    return commands.REGISTER
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        return int(args.func(args, settings) or 0)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except TelemetryError as exc:
+        return _fail(str(exc))
+    except Exception as exc:  # one clear line, not a traceback, for infrastructure trouble
+        if getattr(args, "debug", False):
+            raise
+        return _fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

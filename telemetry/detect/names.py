@@ -1,0 +1,54 @@
+"""The closed set of alert names the detectors raise, and which of them an error storm inhibits.
+
+This module imports nothing from the project so that :mod:`telemetry.routes` can validate the
+routes file against it without importing the detectors.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+AlertName = Literal[
+    "QualityRegression",
+    "CostSpike",
+    "TierSwitch",
+    "LatencySLOBreach",
+    "ErrorStorm",
+    "RetryAmplification",
+    "TruncationSpike",
+    "BudgetOverrun",
+]
+
+QUALITY_REGRESSION: Final = "QualityRegression"
+COST_SPIKE: Final = "CostSpike"
+TIER_SWITCH: Final = "TierSwitch"
+LATENCY_SLO_BREACH: Final = "LatencySLOBreach"
+ERROR_STORM: Final = "ErrorStorm"
+RETRY_AMPLIFICATION: Final = "RetryAmplification"
+TRUNCATION_SPIKE: Final = "TruncationSpike"
+BUDGET_OVERRUN: Final = "BudgetOverrun"
+
+ALERT_NAMES: Final[tuple[str, ...]] = (
+    QUALITY_REGRESSION,
+    COST_SPIKE,
+    TIER_SWITCH,
+    LATENCY_SLO_BREACH,
+    ERROR_STORM,
+    RETRY_AMPLIFICATION,
+    TRUNCATION_SPIKE,
+    BUDGET_OVERRUN,
+)
+
+INHIBITED_BY_ERROR_STORM: Final[frozenset[str]] = frozenset(
+    {QUALITY_REGRESSION, COST_SPIKE, LATENCY_SLO_BREACH}
+)
+"""While a route's ErrorStorm fires, these alerts of the same route are symptoms: not sent.
+
+TierSwitch (often the cause of a storm), RetryAmplification (its own harm: load and spend),
+TruncationSpike and BudgetOverrun are not inhibited.
+"""
+
+TEAM_ROUTE_PREFIX: Final = "team:"
+"""A team-level BudgetOverrun carries ``route = "team:<name>"``: the fingerprint's identity labels
+(alertname, route, model, env, severity) do not include the team, so the route label tells two
+teams' budget alerts apart."""

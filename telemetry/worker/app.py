@@ -1,0 +1,126 @@
+"""The Faust app: topics, the two ingest agents and the worker's HTTP pages.
+
+This module only wires; every decision lives in the pipeline and the pure cores. Agents read
+raw bytes (Faust records are slow; DOMAIN 8), take batches with ``take_events`` so partitions
+and offsets stay visible, and await the pipeline, which returns only when the batch is
+durable. Faust acks a batch after the loop body finishes and commits acked offsets, so no
+offset is committed before ClickHouse has the rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from telemetry.ingest.batch import RawMessage
+from telemetry.settings import Settings
+from telemetry.sql import WriteRefused, run_read_only
+from telemetry.worker.pipeline import Kind, Pipeline
+
+log = logging.getLogger(__name__)
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """Faust's view of the same security settings every aiokafka client gets."""
+    opts = settings.kafka_client_options()
+    ssl_context = opts.get("ssl_context")
+    if settings.kafka_sasl_mechanism:
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=ssl_context,
+        )
+    if ssl_context is not None:
+        return faust.SSLCredentials(ssl_context)
+    return None
+
+
+def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
+    """Build the Faust app for ``settings``; ``pipeline`` does the work."""
+    app = faust.App(
+        settings.consumer_group,
+        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        broker_credentials=broker_credentials(settings),
+        key_serializer="raw",
+        value_serializer="raw",
+        store="memory://",
+        autodiscover=False,
+        web_enabled=True,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        web_port=settings.web_port,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4 * settings.batch_size, 4096),
+        consumer_max_fetch_size=4 * 1024 * 1024,
+        producer_max_request_size=max(2 * settings.max_message_bytes, 1_048_576),
+        stream_wait_empty=True,
+    )
+
+    def agent_for(kind: Kind, topic_name: str) -> None:
+        topic = app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+        async def ingest(stream: faust.StreamT) -> None:
+            await pipeline.wait_ready()
+            async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+                batch = [
+                    RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                    for e in events
+                ]
+                await pipeline.handle(kind, batch)
+
+        ingest.__name__ = f"ingest_{kind}"
+        app.agent(topic, name=f"ingest-{kind}")(ingest)
+
+    agent_for("requests", settings.requests_topic)
+    agent_for("verdicts", settings.verdicts_topic)
+
+    @app.service
+    class PipelineService(faust.Service):  # type: ignore[misc]
+        """Starts the pipeline with the app and stops it after the agents."""
+
+        async def on_start(self) -> None:
+            await pipeline.start()
+
+        async def on_stop(self) -> None:
+            await pipeline.stop()
+
+    @app.page("/telemetry/stats/")
+    class StatsPage(View):  # type: ignore[misc]
+        async def get(self, request: Request) -> Response:
+            join = pipeline.join
+            return self.json({
+                "counters": dict(pipeline.counters),
+                "cached_requests": join.cached_requests if join else 0,
+                "parked_verdicts": join.parked_verdicts if join else 0,
+            })  # fmt: skip
+
+    @app.page("/telemetry/sql/")
+    class SqlPage(View):  # type: ignore[misc]
+        """Read-only SQL on the worker's own ClickHouse client (the embedded engine's one owner)."""
+
+        async def post(self, request: Request) -> Response:
+            body = await request.json()
+            sql = str(body.get("sql", ""))
+            await pipeline.wait_ready()
+            store = pipeline.store
+            assert store is not None
+            try:
+                result = await asyncio.to_thread(
+                    run_read_only, store.client, sql, server=not settings.is_embedded_clickhouse
+                )
+            except WriteRefused as exc:
+                return self.json({"error": str(exc), "refused": True}, status=400)
+            except Exception as exc:  # a wrong query is the analyst's to fix; report it
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                return self.json({"error": first[:1000]}, status=400)
+            return self.json(result.to_json())
+
+    return app

@@ -1,0 +1,53 @@
+"""``telemetry worker``: create topics, build the pipeline and observers, run the Faust worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from telemetry.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def logging_config(loglevel: str) -> dict[str, Any]:
+    """dictConfig for Faust's worker: JSON lines on stderr for every logger."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "telemetry.logs.JsonFormatter"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "root": {"handlers": ["stderr"], "level": loglevel.upper()},
+        "loggers": {
+            name: {"level": "WARNING"} for name in ("aiokafka", "faust", "mode", "kafka", "aiohttp", "asyncio")
+        },
+    }
+
+
+def build_worker(settings: Settings, *, loglevel: str = "info") -> Any:
+    """The Faust worker for ``settings`` (not started). Raises aiokafka errors if the broker is down."""
+    import faust
+
+    from telemetry.worker.app import create_app
+    from telemetry.worker.kafka_out import ensure_topics
+    from telemetry.worker.observers import build_observers
+    from telemetry.worker.pipeline import Pipeline
+
+    asyncio.run(ensure_topics(settings))
+    pipeline = Pipeline(settings, observers=build_observers(settings))
+    app = create_app(settings, pipeline)
+    return faust.Worker(
+        app,
+        loglevel=loglevel,
+        quiet=True,
+        logging_config=logging_config(loglevel),
+        override_logging=True,
+    )
+
+
+def run_worker(settings: Settings, *, loglevel: str = "info") -> int:
+    """Run until SIGINT/SIGTERM. Blocks."""
+    worker = build_worker(settings, loglevel=loglevel)
+    worker.execute_from_commandline()
+    return 0
