@@ -156,8 +156,8 @@ class RoutePolicy(BaseModel):
     tier_warmup: Duration = _HOUR
 
     # --- LatencySLOBreach -----------------------------------------------------------------
-    latency_p95_ms: float | None = Field(10_000.0, gt=0)
-    latency_p99_ms: float | None = Field(30_000.0, gt=0)
+    latency_p95_ms: float = Field(10_000.0, ge=0, description="p95 target; 0 disables.")
+    latency_p99_ms: float = Field(30_000.0, ge=0, description="p99 target; 0 disables.")
     latency_alpha: float = Field(1e-4, gt=0, lt=0.5)
     latency_min_ratio: float = Field(1.5, ge=1)
     latency_min_requests_p95: int = Field(100, ge=59)
@@ -216,11 +216,7 @@ class RoutePolicy(BaseModel):
             raise ValueError("retry_clear must not exceed retry_budget")
         if self.storm_clear_share > self.storm_min_share:
             raise ValueError("storm_clear_share must not exceed storm_min_share")
-        if (
-            self.latency_p95_ms is not None
-            and self.latency_p99_ms is not None
-            and self.latency_p99_ms < self.latency_p95_ms
-        ):
+        if self.latency_p95_ms and self.latency_p99_ms and self.latency_p99_ms < self.latency_p95_ms:
             raise ValueError("latency_p99_ms must not be below latency_p95_ms")
         if not self.quality_kinds:
             raise ValueError("quality_kinds must name at least one verdict kind")

@@ -419,7 +419,7 @@ class TrafficGenerator:
 
             if route.judged_fraction and rng.random() < route.judged_fraction:
                 passed = rng.random() < eff.pass_rate
-                score = 0.5 + 0.5 * rng.random() if passed else 0.5 * rng.random()
+                score = 0.5 + 0.5 * rng.random() if passed else 0.49 * rng.random()
                 noise = self._noise
                 if noise.early_verdict_fraction and rng.random() < noise.early_verdict_fraction:
                     delay = 200 + int(rng.random() * 1800)

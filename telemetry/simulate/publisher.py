@@ -172,16 +172,18 @@ async def publish(
     started = clock()
 
     async def drain() -> None:
-        batch = inflight[:]
-        inflight.clear()
-        results = await asyncio.gather(*(f for _, f in batch), return_exceptions=True)
+        # asyncio.wait, not gather: cancelling us must not cancel the delivery futures
+        if inflight:
+            await asyncio.wait([f for _, f in inflight])
         error: BaseException | None = None
-        for (ev, _), res in zip(batch, results, strict=True):
-            if isinstance(res, BaseException):
-                error = error or res
+        for ev, fut in inflight:
+            exc = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
+            if exc is not None:
+                error = error or exc
             else:
                 summary.published[ev.topic_kind] += 1
                 summary.by_note[ev.note] += 1
+        inflight.clear()
         if error is not None:
             raise InfrastructureError(f"Kafka did not accept a message: {error!r}") from error
 
@@ -227,8 +229,8 @@ async def publish(
 
 
 async def ensure_topics(settings: Settings, topics: Iterable[str], *, partitions: int | None = None) -> list[str]:
-    """Create the topics that do not exist yet (``settings.topic_partitions`` partitions, the
-    broker's default replication factor). Returns the ones created."""
+    """Create the topics that do not exist yet (``settings.topic_partitions`` partitions,
+    replication factor min(3, brokers)). Returns the ones created."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
@@ -244,7 +246,9 @@ async def ensure_topics(settings: Settings, topics: Iterable[str], *, partitions
         if not missing:
             return []
         n = partitions or settings.topic_partitions
-        response = await admin.create_topics([NewTopic(t, n, -1) for t in missing])
+        cluster = await admin.describe_cluster()
+        replicas = max(1, min(3, len(cluster.get("brokers", ())) if isinstance(cluster, dict) else 1))
+        response = await admin.create_topics([NewTopic(t, n, replicas) for t in missing])
         failed = [
             (err[0], err[1], err[2] if len(err) > 2 else "")
             for err in getattr(response, "topic_errors", [])

@@ -97,6 +97,7 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
         async def get(self, request: Request) -> Response:
             join = pipeline.join
             return self.json({
+                "ready": pipeline.ready,
                 "counters": dict(pipeline.counters),
                 "cached_requests": join.cached_requests if join else 0,
                 "parked_verdicts": join.parked_verdicts if join else 0,

@@ -116,6 +116,10 @@ class Pipeline:
         if self.producer is not None:
             await self.producer.stop()
 
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
     async def wait_ready(self) -> None:
         await self._ready.wait()
 

@@ -1,0 +1,236 @@
+"""TierSwitch: a route's served-model mix moves to a pricier model.
+
+Contract
+--------
+- Reference mix: per served model, request and cost counts decayed with a one-day half-life
+  (:class:`telemetry.detect.window.ModelRef`). Recent mix: the last ``tier_window`` (15 min).
+- A served model M *switches in* when its recent share exceeds its reference share by at least
+  ``tier_min_share`` (20 points) with at least ``tier_min_requests`` (10) recent requests. This
+  covers a new ``response_model`` on the route and a served model that differs from the
+  requested alias (an alias re-pointed, a silent fallback).
+- It is a **tier-up** when M's recent cost per request is at least ``tier_min_ratio`` (1.2) x
+  the reference cost per request of the models it displaces. Unpriced models and tier-downs
+  are not alerted. The route must have ``tier_warmup`` (1 h) of history first.
+- A tier switch is an event: the alert fires at once and **auto-resolves after ``tier_hold``**
+  (1 h of event time). M is then latched: it cannot fire again until its reference share has
+  caught up (recent - reference < half of ``tier_min_share``), so the hold ending does not
+  re-page. Tier-ups are remembered for ``tier_history`` (90 days): the evidence says when the
+  same route already moved up (``previous_tier_up_within_90d``, the "we tier-upped this route
+  last quarter" pattern).
+- Evidence: cost per request before/after, per-request and 30-day delta at the current request
+  rate of M (``delta x requests/s x 30 x 86400``), quality before/after by the evaluator with
+  most verdicts on M (None when unknown), the requested alias, and the share of M's requests
+  whose served model differs from the requested one. The alert's ``model`` label is M.
+- Only a model first seen on the route within 7 days, or served mostly in place of another
+  requested model, can switch in: a long-known model requested by name whose share swings
+  (a nightly batch on another model) is a mix change, left to CostSpike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from telemetry.contracts._time import ms_to_datetime
+from telemetry.detect.condition import Condition, Evidence, clip, pct, rounded, usd
+from telemetry.detect.names import TIER_SWITCH
+from telemetry.detect.window import MINUTE_MS, RouteWindow
+from telemetry.routes import RoutePolicy
+
+MONTH_S = 30 * 86_400
+NEW_MODEL_MS = 7 * 86_400_000
+QualityLookup = Callable[[str, str], tuple[float | None, int, str]]
+"""``(route, served model) -> (pass rate or None, judged, evaluator)``."""
+
+
+@dataclass(slots=True)
+class TierEvent:
+    """One detected tier-up (kept ``tier_history``) and, while held, its alert."""
+
+    model: str
+    previous_model: str
+    at_ms: int
+    cost_before: float
+    cost_after: float
+    quality_before: float | None = None
+    quality_before_judged: int = 0
+    previous_tier_up_ms: int | None = None
+    previous_tier_up_from: str = ""
+    previous_tier_up_to: str = ""
+
+
+@dataclass(slots=True)
+class TierState:
+    """Per-route state: latched models (fired, not yet re-armed) and past tier-ups."""
+
+    latched: dict[str, int] = field(default_factory=dict)
+    events: list[TierEvent] = field(default_factory=list)
+
+
+class TierSwitchDetector:
+    """One :class:`TierState` per route."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, TierState] = {}
+
+    def evaluate(
+        self, route: str, w: RouteWindow, policy: RoutePolicy, now_ms: int, quality: QualityLookup
+    ) -> list[Condition]:
+        """TierSwitch conditions of the route that hold now (one per model within its hold)."""
+        st = self.states.get(route)
+        if st is None:
+            st = self.states[route] = TierState()
+        st.events = [e for e in st.events if e.at_ms >= now_ms - policy.tier_history]
+        if w.cur >= 0 and now_ms - w.first_ms >= policy.tier_warmup:
+            self._detect(route, st, w, policy, now_ms, quality)
+        return [
+            self._condition(route, e, w, policy, now_ms, quality)
+            for e in st.events
+            if now_ms - e.at_ms < policy.tier_hold
+        ]
+
+    def _detect(
+        self, route: str, st: TierState, w: RouteWindow, policy: RoutePolicy, now_ms: int, quality: QualityLookup
+    ) -> None:
+        window_m = policy.tier_window // MINUTE_MS
+        since = now_ms - policy.tier_window
+        for ref in w.refs.values():
+            ref.decay_to(w.cur)
+        ref_total = sum(r.n for r in w.refs.values())
+        if ref_total <= 0:
+            return
+        # cheap gate: a model seen recently whose reference share leaves room for a switch
+        room = [m for m, r in w.refs.items() if r.last_seen_ms >= since and r.n / ref_total <= 1 - policy.tier_min_share]
+        if not room and not st.latched:
+            return
+        recent = w.model_window(window_m)
+        total = sum(row[0] for row in recent.values())
+        if total <= 0:
+            return
+        for model, row in recent.items():
+            ref = w.refs.get(model)
+            ref_share = ref.n / ref_total if ref else 0.0
+            gain = row[0] / total - ref_share
+            if model in st.latched:
+                if gain < 0.5 * policy.tier_min_share:
+                    del st.latched[model]
+                continue
+            if gain < policy.tier_min_share or row[0] < policy.tier_min_requests or row[2] <= 0:
+                continue
+            is_new = ref is None or ref.first_seen_ms >= now_ms - NEW_MODEL_MS
+            if not is_new and row[3] < 0.5 * row[0]:
+                continue  # a long-known model asked for by name: a mix change, not a silent switch
+            cost_after = row[1] / row[2]
+            others = [(m, r) for m, r in w.refs.items() if m != model and r.priced > 0]
+            priced_before = sum(r.priced for _, r in others)
+            st.latched[model] = now_ms
+            if priced_before <= 0:
+                continue
+            cost_before = sum(r.cost for _, r in others) / priced_before
+            if cost_after < policy.tier_min_ratio * cost_before or cost_after <= 0:
+                continue
+            previous = max(others, key=lambda mr: (mr[1].n, mr[0]))[0]
+            q_before, q_before_n, _ = quality(route, previous)
+            prior = max(st.events, key=lambda e: e.at_ms) if st.events else None
+            st.events.append(
+                TierEvent(
+                    model=model,
+                    previous_model=previous,
+                    at_ms=now_ms,
+                    cost_before=cost_before,
+                    cost_after=cost_after,
+                    quality_before=q_before,
+                    quality_before_judged=q_before_n,
+                    previous_tier_up_ms=prior.at_ms if prior else None,
+                    previous_tier_up_from=prior.previous_model if prior else "",
+                    previous_tier_up_to=prior.model if prior else "",
+                )
+            )
+
+    @staticmethod
+    def _condition(
+        route: str, e: TierEvent, w: RouteWindow, policy: RoutePolicy, now_ms: int, quality: QualityLookup
+    ) -> Condition:
+        window_m = policy.tier_window // MINUTE_MS
+        recent = w.model_window(window_m)
+        total = sum(row[0] for row in recent.values())
+        row = recent.get(e.model, [0.0, 0.0, 0.0, 0.0])
+        span_s = min(window_m * 60.0, max(60.0, (now_ms - w.first_ms) / 1000.0))
+        rps_route = total / span_s
+        rps_model = row[0] / span_s
+        delta = e.cost_after - e.cost_before
+        monthly = delta * rps_model * MONTH_S
+        q_after, q_after_n, q_eval = quality(route, e.model)
+        ref = w.refs.get(e.model)
+        requested = ref.requested if ref else ""
+        prior = (
+            ms_to_datetime(e.previous_tier_up_ms).strftime("%Y-%m-%d") if e.previous_tier_up_ms is not None else None
+        )
+        evidence: Evidence = {
+            "previous_model": e.previous_model,
+            "new_model": e.model,
+            "requested_model": requested,
+            "served_differs_from_requested_share": rounded(row[3] / row[0], 4) if row[0] else None,
+            "cost_per_request_before": rounded(e.cost_before),
+            "cost_per_request_after": rounded(e.cost_after),
+            "cost_ratio": rounded(e.cost_after / e.cost_before, 4) if e.cost_before > 0 else None,
+            "delta_cost_per_request": rounded(delta),
+            "requests_per_second": rounded(rps_route, 4),
+            "new_model_requests_per_second": rounded(rps_model, 4),
+            "new_model_share": rounded(row[0] / total, 4) if total else None,
+            "monthly_delta_usd": rounded(monthly, 6),
+            "quality_before": rounded(e.quality_before, 4),
+            "quality_before_judged": e.quality_before_judged,
+            "quality_after": rounded(q_after, 4),
+            "quality_after_judged": q_after_n,
+            "quality_evaluator": q_eval or None,
+            "detected_at": ms_to_datetime(e.at_ms).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "hold_minutes": policy.tier_hold // MINUTE_MS,
+            "previous_tier_up_within_90d": prior,
+            "previous_tier_up_from": e.previous_tier_up_from or None,
+            "previous_tier_up_to": e.previous_tier_up_to or None,
+        }
+        again = f"; tier-up also on {prior}" if prior else ""
+        summary = (
+            f"{route} now served by {e.model} (was {e.previous_model}): {usd(e.cost_after)}/request vs "
+            f"{usd(e.cost_before)}, {'+' if monthly >= 0 else ''}{usd(monthly)}/month at current rate{again}"
+        )
+        quality_text = (
+            f"Quality before {pct(e.quality_before)} (n={e.quality_before_judged}), after {pct(q_after)} "
+            f"(n={q_after_n}) by {q_eval or 'no evaluator'}."
+        )
+        description = (
+            f"Route {route} moved to a pricier model: {pct(row[0] / total if total else None)} of its last "
+            f"{window_m} min of requests are served by {e.model} (requested as {requested or 'n/a'}), "
+            f"which costs {usd(e.cost_after)} per request against {usd(e.cost_before)} for the models it "
+            f"displaces ({e.previous_model} mostly): {usd(delta)} more per request, {usd(monthly)} per 30 days at "
+            f"{rps_model:.3g} requests/s. {quality_text}"
+        )
+        if prior:
+            description += (
+                f" This route already moved up tiers on {prior} ({e.previous_tier_up_from} -> "
+                f"{e.previous_tier_up_to}), within the last 90 days."
+            )
+        description += f" The alert resolves by itself {policy.tier_hold // MINUTE_MS} min after detection."
+        return Condition(
+            alertname=TIER_SWITCH,
+            route=route,
+            model=e.model,
+            summary=clip(summary),
+            description=description,
+            evidence=evidence,
+            decided_at_ms=e.at_ms,
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        return {route: asdict(st) for route, st in self.states.items()}
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> TierSwitchDetector:
+        det = cls()
+        for route, raw in data.items():
+            det.states[route] = TierState(
+                latched=dict(raw["latched"]), events=[TierEvent(**e) for e in raw["events"]]
+            )
+        return det
