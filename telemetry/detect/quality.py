@@ -146,7 +146,7 @@ class QualityDetector:
     """Bernoulli CUSUM per (route, evaluator). ``observe`` per verdict, ``evaluate`` per tick."""
 
     def __init__(self) -> None:
-        self.states: dict[tuple[str, str], EvaluatorState] = {}
+        self.states: dict[str, dict[str, EvaluatorState]] = {}  # route -> evaluator -> state
 
     # --- input -----------------------------------------------------------------------------
     def observe(self, facts: Sequence[VerdictFact], policy_of: Callable[[str], RoutePolicy]) -> None:
@@ -155,10 +155,12 @@ class QualityDetector:
             policy = policy_of(f.route)
             if f.kind not in policy.quality_kinds:
                 continue
-            key = (f.route, f.evaluator)
-            st = self.states.get(key)
+            by_eval = self.states.get(f.route)
+            if by_eval is None:
+                by_eval = self.states[f.route] = {}
+            st = by_eval.get(f.evaluator)
             if st is None:
-                st = self.states[key] = EvaluatorState(kind=f.kind, first_ms=f.ts_ms)
+                st = by_eval[f.evaluator] = EvaluatorState(kind=f.kind, first_ms=f.ts_ms)
             self._step(st, f, policy)
 
     def _step(self, st: EvaluatorState, f: VerdictFact, policy: RoutePolicy) -> None:
@@ -264,16 +266,15 @@ class QualityDetector:
     # --- output ----------------------------------------------------------------------------
     def evaluate(self, now_ms: int, windows: Mapping[str, RouteWindow]) -> list[Condition]:
         """Conditions of every alarmed (route, evaluator), one per (route, model label)."""
-        for key in [k for k, st in self.states.items() if st.last_ms < now_ms - FORGET_MS]:
-            del self.states[key]
         by_label: dict[tuple[str, str], list[tuple[str, EvaluatorState]]] = {}
-        for (route, evaluator), st in self.states.items():
-            if not st.alarm:
-                continue
-            if st.last_ms < now_ms - STALE_MS:
-                self._clear(st)
-                continue
-            by_label.setdefault((route, st.alarm_model), []).append((evaluator, st))
+        for route, by_eval in self.states.items():
+            for evaluator, st in by_eval.items():
+                if not st.alarm:
+                    continue
+                if st.last_ms < now_ms - STALE_MS:
+                    self._clear(st)
+                    continue
+                by_label.setdefault((route, st.alarm_model), []).append((evaluator, st))
         out = []
         for (route, model), group in sorted(by_label.items()):
             group.sort(key=lambda es: (es[1].alarm_since_ms, es[0]))
@@ -357,16 +358,16 @@ class QualityDetector:
     def primary(self, route: str) -> tuple[str, EvaluatorState] | None:
         """The route's evaluator with the largest baseline (None if the route has none)."""
         best: tuple[str, EvaluatorState] | None = None
-        for (r, evaluator), st in self.states.items():
-            if r == route and (best is None or st.base_n > best[1].base_n):
+        for evaluator, st in self.states.get(route, {}).items():
+            if best is None or st.base_n > best[1].base_n:
                 best = (evaluator, st)
         return best
 
     def model_pass_rate(self, route: str, model: str) -> tuple[float | None, int, str]:
         """Pass rate of ``model`` on ``route`` by the evaluator with most verdicts on it."""
         best: tuple[int, int, str] | None = None
-        for (r, evaluator), st in self.states.items():
-            row = st.models.get(model) if r == route else None
+        for evaluator, st in self.states.get(route, {}).items():
+            row = st.models.get(model)
             if row and (best is None or row[1] > best[1]):
                 best = (row[0], row[1], evaluator)
         if best is None:
@@ -374,12 +375,21 @@ class QualityDetector:
         return best[0] / best[1], best[1], best[2]
 
     # --- persistence ---------------------------------------------------------------------
-    def to_state(self) -> list[Any]:
-        return [[route, evaluator, asdict(st)] for (route, evaluator), st in self.states.items()]
+    def forget(self, now_ms: int) -> None:
+        """Drop evaluators silent for 14 days (bounded memory). Call now and then."""
+        for route in list(self.states):
+            by_eval = self.states[route]
+            for evaluator in [e for e, st in by_eval.items() if st.last_ms < now_ms - FORGET_MS]:
+                del by_eval[evaluator]
+            if not by_eval:
+                del self.states[route]
+
+    def to_state(self) -> dict[str, Any]:
+        return {route: {e: asdict(st) for e, st in by_eval.items()} for route, by_eval in self.states.items()}
 
     @classmethod
-    def from_state(cls, data: list[Any]) -> QualityDetector:
+    def from_state(cls, data: dict[str, Any]) -> QualityDetector:
         det = cls()
-        for route, evaluator, raw in data:
-            det.states[(route, evaluator)] = EvaluatorState(**raw)
+        for route, by_eval in data.items():
+            det.states[route] = {e: EvaluatorState(**raw) for e, raw in by_eval.items()}
         return det

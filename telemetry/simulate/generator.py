@@ -355,11 +355,12 @@ class TrafficGenerator:
 
             if error is not None:
                 etype, status = error
+                latency = round(latency, 1)
                 body.update(
                     response_model="",
                     input_tokens=0,
                     output_tokens=0,
-                    latency_ms=round(latency, 1),
+                    latency_ms=latency,
                     status="error",
                     error_type=etype,
                 )
@@ -379,7 +380,7 @@ class TrafficGenerator:
                 continue
 
             # --- a successful call ---
-            latency = math.exp(st.lat_mu + st.lat_sigma * rng.gauss(0.0, 1.0)) * eff.lat_factor
+            latency = round(math.exp(st.lat_mu + st.lat_sigma * rng.gauss(0.0, 1.0)) * eff.lat_factor, 1)
             user_in = math.exp(st.in_mu + st.in_sigma * rng.gauss(0.0, 1.0))
             input_tokens = route.system_prompt_tokens + max(1, int(user_in))
             cached = route.system_prompt_tokens if route.cache_hit_rate and rng.random() < route.cache_hit_rate else 0
@@ -397,7 +398,7 @@ class TrafficGenerator:
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
                 cached_input_tokens=cached,
-                latency_ms=round(latency, 1),
+                latency_ms=latency,
             )
             if st.ttft is not None:
                 ttft = math.exp(st.ttft[0] + st.ttft[1] * rng.gauss(0.0, 1.0)) * eff.ttft_factor
