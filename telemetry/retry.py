@@ -24,6 +24,7 @@ class RetryPolicy:
         self.base_s = base_s
         self.cap_s = cap_s
         self.is_transient = is_transient
+        self.retries = 0
 
     def delay(self, attempt: int) -> float:
         raw = min(self.cap_s, self.base_s * (2 ** min(attempt, 30)))
@@ -51,6 +52,7 @@ class RetryPolicy:
                                "error": f"{type(exc).__name__}: {str(exc)[:300]}"},
                     )  # fmt: skip
                 attempt += 1
+                self.retries += 1
                 await asyncio.sleep(delay)
                 continue
             if attempt:

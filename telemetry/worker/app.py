@@ -99,6 +99,7 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
             return self.json({
                 "ready": pipeline.ready,
                 "counters": dict(pipeline.counters),
+                "infrastructure_retries": pipeline.retry.retries,
                 "cached_requests": join.cached_requests if join else 0,
                 "parked_verdicts": join.parked_verdicts if join else 0,
             })  # fmt: skip

@@ -93,7 +93,8 @@ def test_time_compression_is_consistent() -> None:
         if ev.note == "original":
             body = orjson.loads(value)
             # the event's own (simulated) time is at or before its publication, in the same clock
-            assert body["ts"] <= sc.start_ms + (wall - wall0) * 1000 * 360 + 1
+            # (events may leave up to 1 ms of wall time early: 360 ms simulated)
+            assert body["ts"] <= sc.start_ms + (wall - wall0) * 1000 * 360 + 400
     assert all(s <= 0.5 for s in clock.sleeps)  # sleeps are sliced
     assert summary.max_behind_s < 0.01
     assert summary.duration_s == pytest.approx((events[-1].publish_at_sim_ms - sc.start_ms) / 1000 / 360, abs=0.01)

@@ -1,0 +1,241 @@
+"""The detection engine: facts in, alert notifications out. Pure: no I/O, no clock, no logging.
+
+The worker calls, from one task (the engine is not thread-safe):
+
+- :meth:`DetectionEngine.observe_requests` / :meth:`DetectionEngine.observe_verdicts` with
+  decoded batches, in any order and any size (O(1) amortised per fact, bounded memory per route);
+- :meth:`DetectionEngine.evaluate` with the event-time watermark (the largest event time seen)
+  after each batch or every second; it returns the notifications to emit *now*: first firings,
+  repeats (every ``repeat_interval``) and resolutions (once);
+- :meth:`DetectionEngine.snapshot` to persist everything (baselines, CUSUM sums, windows, alert
+  states), and :meth:`DetectionEngine.restore` at start-up: a restarted worker neither re-pages
+  an alert already firing nor loses a baseline.
+
+Inhibition: while a route's ErrorStorm holds, and for ``inhibit_hold`` (15 min) after, its
+QualityRegression, CostSpike and LatencySLOBreach conditions are symptoms: their alerts stay
+pending (or, if already firing, are not repeated) until the storm is over.
+
+A request-side condition is decided at the evaluation that follows its deciding facts; a
+quality alarm at the verdict that crosses the CUSUM threshold. Request-side detectors of a route
+are re-evaluated when the route got facts or the minute changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from telemetry.alerting.lifecycle import ActiveCondition, AlertLifecycle
+from telemetry.contracts.alert import Alert
+from telemetry.detect.budget import BudgetDetector, Spend
+from telemetry.detect.condition import Condition
+from telemetry.detect.cost import CostSpikeDetector, PassRates
+from telemetry.detect.facts import RequestFact, VerdictFact
+from telemetry.detect.latency import LatencySLODetector
+from telemetry.detect.names import BUDGET_OVERRUN, ERROR_STORM, INHIBITED_BY_ERROR_STORM
+from telemetry.detect.quality import QualityDetector
+from telemetry.detect.retry import RetryAmplificationDetector
+from telemetry.detect.storm import ErrorStormDetector
+from telemetry.detect.tier import TierSwitchDetector
+from telemetry.detect.truncation import TruncationSpikeDetector
+from telemetry.detect.window import HOUR_MS, MINUTE_MS, RouteWindow
+from telemetry.routes import RoutesConfig
+
+SNAPSHOT_VERSION = 1
+_BUDGET_SPAN_MS = 24 * HOUR_MS
+
+
+class DetectionEngine:
+    """All detectors of one worker, their state, and the alert lifecycle. See the module docstring."""
+
+    def __init__(self, routes: RoutesConfig, env: str = "local") -> None:
+        self.config = routes
+        self.env = env
+        self.now_ms = 0
+        self.windows: dict[str, RouteWindow] = {}
+        self.quality = QualityDetector()
+        self.cost = CostSpikeDetector()
+        self.tier = TierSwitchDetector()
+        self.latency = LatencySLODetector()
+        self.storm = ErrorStormDetector()
+        self.retry = RetryAmplificationDetector()
+        self.truncation = TruncationSpikeDetector()
+        self.budget = BudgetDetector()
+        self.lifecycle = AlertLifecycle()
+        self.storm_seen_ms: dict[str, int] = {}
+        self._dirty: set[str] = set()
+        self._cache: dict[str, tuple[int, list[Condition], Spend]] = {}
+        self._last_forget_minute = -1
+        self._has_budgets = any(p.monthly_budget_usd for p in routes.routes.values()) or bool(
+            routes.defaults.monthly_budget_usd
+            or any(t.monthly_budget_usd for t in routes.teams.values())
+        )
+
+    # --- input -----------------------------------------------------------------------------
+    def observe_requests(self, facts: Sequence[RequestFact]) -> None:
+        """Add request facts (any order). Never raises on data; O(1) per fact."""
+        windows = self.windows
+        dirty = self._dirty
+        last_route: str | None = None
+        w: RouteWindow | None = None
+        for f in facts:
+            if f.route != last_route:
+                last_route = f.route
+                w = windows.get(last_route)
+                if w is None:
+                    policy = self.config.for_route(last_route)
+                    w = windows[last_route] = RouteWindow(policy.latency_p95_ms, policy.latency_p99_ms)
+                dirty.add(last_route)
+            w.add(f)  # type: ignore[union-attr]
+
+    def observe_verdicts(self, facts: Sequence[VerdictFact]) -> None:
+        """Step the quality CUSUMs with verdict facts, in the given order. O(1) per verdict."""
+        self.quality.observe(facts, self.config.for_route)
+
+    # --- decisions --------------------------------------------------------------------------
+    def evaluate(self, now_ms: int) -> list[Alert]:
+        """Notifications to emit at event time ``now_ms`` (the watermark; never goes back)."""
+        now = max(now_ms, self.now_ms)
+        self.now_ms = now
+        minute = now // MINUTE_MS
+        conditions: list[Condition] = []
+        for route, w in self.windows.items():
+            w.advance(minute)
+            cached = self._cache.get(route)
+            if cached is None or cached[0] != minute or route in self._dirty:
+                cached = (minute, self._evaluate_route(route, w, now), self._spend(w, now))
+                self._cache[route] = cached
+            conditions.extend(cached[1])
+        self._dirty.clear()
+
+        if minute != self._last_forget_minute:
+            self._last_forget_minute = minute
+            self.quality.forget(now)
+        conditions.extend(self.quality.evaluate(now, self.windows))
+
+        if self._has_budgets:
+            spends = {route: c[2] for route, c in self._cache.items()}
+            teams = {route: self.config.team_for(route, w.team) for route, w in self.windows.items()}
+            conditions.extend(self.budget.evaluate(spends, teams, self.config, now))
+
+        for cond in conditions:
+            if cond.alertname == ERROR_STORM:
+                self.storm_seen_ms[cond.route] = now
+        return self.lifecycle.update([self._active(c, now) for c in conditions], now)
+
+    def _evaluate_route(self, route: str, w: RouteWindow, now: int) -> list[Condition]:
+        policy = self.config.for_route(route)
+        out: list[Condition] = []
+        out += self.storm.evaluate(route, w, policy, now)
+        out += self.tier.evaluate(route, w, policy, now, self.quality.model_pass_rate)
+        out += self.cost.evaluate(route, w, policy, now, self._pass_rates(route))
+        out += self.latency.evaluate(route, w, policy, now)
+        out += self.retry.evaluate(route, w, policy, now)
+        out += self.truncation.evaluate(route, w, policy, now)
+        return out
+
+    def _pass_rates(self, route: str) -> PassRates | None:
+        primary = self.quality.primary(route)
+        if primary is None or not primary[1].armed:
+            return None
+        st = primary[1]
+        p1, n1 = st.pass_rate_hours(self.now_ms, 2)
+        p6, n6 = st.pass_rate_hours(self.now_ms, 7)
+        return PassRates(baseline=st.p_hat, passed_1h=p1, judged_1h=n1, passed_6h=p6, judged_6h=n6)
+
+    @staticmethod
+    def _spend(w: RouteWindow, now: int) -> Spend:
+        cost, span = w.spend(now, _BUDGET_SPAN_MS)
+        last_hour = w.cur // 60
+        first = last_hour - _BUDGET_SPAN_MS // HOUR_MS + 1
+        s = w.cur % len(w.req)
+        requests = int(w.hsum(w.hreq, first, last_hour) + w.req[s])
+        priced = int(w.hsum(w.hpriced, first, last_hour) + w.priced[s])
+        return Spend(cost=cost, span_ms=span, requests=requests, priced=priced)
+
+    def _active(self, c: Condition, now: int) -> ActiveCondition:
+        if c.team is not None:
+            policy = self.config.defaults
+            team = c.team
+        else:
+            policy = self.config.for_route(c.route)
+            w = self.windows.get(c.route)
+            team = self.config.team_for(c.route, w.team if w else "")
+        inhibited = False
+        if c.alertname in INHIBITED_BY_ERROR_STORM:
+            seen = self.storm_seen_ms.get(c.route)
+            inhibited = seen is not None and now - seen <= policy.inhibit_hold
+        severity = policy.severity_of(c.alertname)
+        if c.alertname == BUDGET_OVERRUN and c.team is not None:
+            severity = self.config.defaults.severity_of(BUDGET_OVERRUN)
+        return ActiveCondition(
+            labels={
+                "alertname": c.alertname,
+                "route": c.route,
+                "model": c.model,
+                "team": team,
+                "severity": severity,
+                "env": self.env,
+            },
+            annotations={"summary": c.summary, "description": c.description},
+            evidence=dict(c.evidence),
+            decided_at_ms=c.decided_at_ms,
+            for_ms=policy.for_ms(c.alertname),
+            keep_firing_for_ms=policy.keep_firing_ms(c.alertname),
+            repeat_interval_ms=policy.repeat_interval,
+            inhibited=inhibited,
+        )
+
+    # --- persistence ------------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """All state as JSON bytes (orjson). Pure; call it as often as the worker commits."""
+        state: dict[str, Any] = {
+            "version": SNAPSHOT_VERSION,
+            "now_ms": self.now_ms,
+            "windows": {route: w.to_state() for route, w in self.windows.items()},
+            "quality": self.quality.to_state(),
+            "cost": self.cost.to_state(),
+            "tier": self.tier.to_state(),
+            "latency": self.latency.to_state(),
+            "storm": self.storm.to_state(),
+            "retry": self.retry.to_state(),
+            "truncation": self.truncation.to_state(),
+            "budget": self.budget.to_state(),
+            "lifecycle": self.lifecycle.to_state(),
+            "storm_seen_ms": self.storm_seen_ms,
+        }
+        return orjson.dumps(state)
+
+    @classmethod
+    def restore(cls, data: bytes, routes: RoutesConfig, env: str = "local") -> DetectionEngine:
+        """Rebuild an engine from :meth:`snapshot` bytes with the current config.
+
+        Raises ValueError if the bytes are not a snapshot of this version. Latency targets come
+        from ``routes``: slow counts already in the windows keep the targets they were counted with.
+        """
+        try:
+            state = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not a detection snapshot: {exc}") from exc
+        if not isinstance(state, dict) or state.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"detection snapshot version {state.get('version') if isinstance(state, dict) else None!r} "
+                             f"is not {SNAPSHOT_VERSION}")
+        engine = cls(routes, env)
+        engine.now_ms = int(state["now_ms"])
+        for route, raw in state["windows"].items():
+            policy = routes.for_route(route)
+            engine.windows[route] = RouteWindow.from_state(raw, policy.latency_p95_ms, policy.latency_p99_ms)
+        engine.quality = QualityDetector.from_state(state["quality"])
+        engine.cost = CostSpikeDetector.from_state(state["cost"])
+        engine.tier = TierSwitchDetector.from_state(state["tier"])
+        engine.latency = LatencySLODetector.from_state(state["latency"])
+        engine.storm = ErrorStormDetector.from_state(state["storm"])
+        engine.retry = RetryAmplificationDetector.from_state(state["retry"])
+        engine.truncation = TruncationSpikeDetector.from_state(state["truncation"])
+        engine.budget = BudgetDetector.from_state(state["budget"])
+        engine.lifecycle = AlertLifecycle.from_state(state["lifecycle"])
+        engine.storm_seen_ms = {k: int(v) for k, v in state["storm_seen_ms"].items()}
+        engine._dirty = set(engine.windows)
+        return engine
