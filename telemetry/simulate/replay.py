@@ -120,7 +120,8 @@ def _classify(event: dict[str, Any]) -> TopicKind | None:
 
 
 def _event_key(event: dict[str, Any]) -> bytes | None:
-    for source in (event, event.get("attributes") if isinstance(event.get("attributes"), dict) else {}):
+    attributes = event.get("attributes")
+    for source in (event, attributes if isinstance(attributes, dict) else {}):
         for name in ("request_id", "gen_ai.response.id"):
             value = source.get(name)
             if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
@@ -158,6 +159,7 @@ def parse_line(raw: bytes) -> ReplayLine:
             event = {}
         else:
             raise ValueError("value must be a JSON object or a string")
+        key: bytes | None
         if "key" in obj:
             key_value = obj["key"]
             if key_value is None:
@@ -168,6 +170,7 @@ def parse_line(raw: bytes) -> ReplayLine:
                 raise ValueError("key must be a string or null")
         else:
             key = _event_key(event)
+        ts: int | None
         if obj.get("ts") is not None:
             try:
                 ts = to_epoch_ms(obj["ts"])
@@ -184,7 +187,7 @@ def parse_line(raw: bytes) -> ReplayLine:
 
 def _open(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
-        return gzip.open(path, "rb")
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     return path.open("rb")
 
 

@@ -158,7 +158,7 @@ class LogNormal(_Model):
     """
 
     median: float = Field(gt=0)
-    sigma: float = Field(0.5, ge=0, le=5)
+    sigma: float = Field(default=0.5, ge=0, le=5)
 
     @property
     def mu(self) -> float:
@@ -178,13 +178,13 @@ class JudgeDelay(_Model):
     """Delay from the end of a request to its verdict: a log-normal body plus a log-normal tail
     (e.g. a batch judge or a human queue), clipped to ``[min, max]``."""
 
-    median: DurationMs = Field(60_000, gt=0, description="Median delay of the body.")
-    sigma: float = Field(1.0, ge=0, le=5)
-    tail_fraction: Fraction = Field(0.05, description="Share of verdicts drawn from the tail.")
-    tail_median: DurationMs = Field(3_600_000, gt=0)
-    tail_sigma: float = Field(0.6, ge=0, le=5)
-    min: DurationMs = Field(500)
-    max: DurationMs = Field(6 * 3_600_000, gt=0)
+    median: DurationMs = Field(default=60_000, gt=0, description="Median delay of the body.")
+    sigma: float = Field(default=1.0, ge=0, le=5)
+    tail_fraction: Fraction = Field(default=0.05, description="Share of verdicts drawn from the tail.")
+    tail_median: DurationMs = Field(default=3_600_000, gt=0)
+    tail_sigma: float = Field(default=0.6, ge=0, le=5)
+    min: DurationMs = Field(default=500)
+    max: DurationMs = Field(default=6 * 3_600_000, gt=0)
 
     @model_validator(mode="after")
     def _bounds(self) -> JudgeDelay:
@@ -197,43 +197,43 @@ class Route(_Model):
     """One route: a feature calling one model, with its traffic, latency, tokens and quality."""
 
     name: str = Field(min_length=1, max_length=256, description="Route name, e.g. support.answer.")
-    team: str = Field("", max_length=256)
+    team: str = Field(default="", max_length=256)
     provider: str = Field(min_length=1, max_length=128, description="genai-prices provider id: openai, ...")
     model: str = Field(min_length=1, max_length=256, description="Requested model (priced by genai-prices).")
-    response_model: str = Field("", max_length=256, description="Served model; default: same as model.")
+    response_model: str = Field(default="", max_length=256, description="Served model; default: same as model.")
 
     # arrivals
     peak_rps: float = Field(gt=0, le=100_000, description="Requests per second at the daily peak.")
     shape: Literal["diurnal", "flat", "hourly"] = "diurnal"
-    min_fraction: float = Field(0.3, gt=0, le=1, description="Diurnal trough rate / peak rate.")
-    peak_hour: float = Field(14.0, ge=0, lt=24, description="Hour of the day (UTC) of the peak.")
-    hourly: list[float] | None = Field(None, description="24 relative rates (shape = 'hourly').")
+    min_fraction: float = Field(default=0.3, gt=0, le=1, description="Diurnal trough rate / peak rate.")
+    peak_hour: float = Field(default=14.0, ge=0, lt=24, description="Hour of the day (UTC) of the peak.")
+    hourly: list[float] | None = Field(default=None, description="24 relative rates (shape = 'hourly').")
 
     # latency and tokens
     latency_ms: LogNormal = LogNormal(median=800, sigma=0.4)
-    ttft_ms: LogNormal | None = Field(None, description="Time to first token; omit for non-streaming.")
+    ttft_ms: LogNormal | None = Field(default=None, description="Time to first token; omit for non-streaming.")
     input_tokens: LogNormal = LogNormal(median=800, sigma=0.6)
     output_tokens: LogNormal = LogNormal(median=200, sigma=0.7)
-    system_prompt_tokens: int = Field(0, ge=0, le=1_000_000, description="Added to every input.")
-    cache_hit_rate: Fraction = Field(0.0, description="Share of requests whose system prompt is cached.")
-    max_output_tokens: int | None = Field(None, ge=1, description="Output cap; longer outputs are truncated.")
-    truncation_rate: Fraction = Field(0.005, description="Share of ok requests ending with 'length'.")
+    system_prompt_tokens: int = Field(default=0, ge=0, le=1_000_000, description="Added to every input.")
+    cache_hit_rate: Fraction = Field(default=0.0, description="Share of requests whose system prompt is cached.")
+    max_output_tokens: int | None = Field(default=None, ge=1, description="Output cap; longer outputs are truncated.")
+    truncation_rate: Fraction = Field(default=0.005, description="Share of ok requests ending with 'length'.")
 
     # quality and judging
     pass_rate: Fraction = 0.9
     judged_fraction: Fraction = 0.1
     judge_delay: JudgeDelay = JudgeDelay()
-    evaluator: str = Field("quality@v1", min_length=1, max_length=256, description="name@version.")
+    evaluator: str = Field(default="quality@v1", min_length=1, max_length=256, description="name@version.")
     evaluator_kind: VerdictKind = "online"
-    eval_cost_usd: float | None = Field(None, ge=0)
-    prompt_version: str = Field("v1", max_length=256)
+    eval_cost_usd: float | None = Field(default=None, ge=0)
+    prompt_version: str = Field(default="v1", max_length=256)
 
     # errors and retries
-    error_rate: Fraction = Field(0.002, description="Per-attempt failure probability (429/5xx/timeout).")
-    retry_rate: Fraction = Field(0.5, description="Share of failed attempts that the client retries.")
-    max_attempts: int = Field(3, ge=1, le=20)
+    error_rate: Fraction = Field(default=0.002, description="Per-attempt failure probability (429/5xx/timeout).")
+    retry_rate: Fraction = Field(default=0.5, description="Share of failed attempts that the client retries.")
+    max_attempts: int = Field(default=3, ge=1, le=20)
 
-    users: int = Field(5000, ge=1, description="Distinct user_hash values.")
+    users: int = Field(default=5000, ge=1, description="Distinct user_hash values.")
     tags: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -273,12 +273,12 @@ class Route(_Model):
 class Noise(_Model):
     """Imperfections of real pipelines."""
 
-    request_duplicate_fraction: Fraction = Field(0.005, description="Requests published twice.")
-    verdict_duplicate_fraction: Fraction = Field(0.01, description="Verdicts published twice.")
-    early_verdict_fraction: Fraction = Field(0.02, description="Verdicts published before their request.")
-    malformed_fraction: Fraction = Field(0.001, description="Extra invalid messages, per valid message.")
-    duplicate_delay_max: DurationMs = Field(120_000, gt=0, description="A duplicate follows within this.")
-    early_by_max: DurationMs = Field(5_000, gt=0, description="How far ahead an early verdict may be.")
+    request_duplicate_fraction: Fraction = Field(default=0.005, description="Requests published twice.")
+    verdict_duplicate_fraction: Fraction = Field(default=0.01, description="Verdicts published twice.")
+    early_verdict_fraction: Fraction = Field(default=0.02, description="Verdicts published before their request.")
+    malformed_fraction: Fraction = Field(default=0.001, description="Extra invalid messages, per valid message.")
+    duplicate_delay_max: DurationMs = Field(default=120_000, gt=0, description="A duplicate follows within this.")
+    early_by_max: DurationMs = Field(default=5_000, gt=0, description="How far ahead an early verdict may be.")
 
 
 # --------------------------------------------------------------------------------------
@@ -287,13 +287,13 @@ class Noise(_Model):
 
 
 class _IncidentBase(_Model):
-    name: str = Field("", max_length=256, description="Label of the incident; default kind@route.")
+    name: str = Field(default="", max_length=256, description="Label of the incident; default kind@route.")
     route: str = Field(min_length=1)
     at: Annotated[tuple[str, int], BeforeValidator(_offset_or_instant)] = Field(
         description="Start: duration after the scenario start ('6h30m') or an RFC 3339 time."
     )
     duration: DurationMs = Field(gt=0)
-    expect: list[str] | None = Field(None, description="Alert names to expect; default by kind.")
+    expect: list[str] | None = Field(default=None, description="Alert names to expect; default by kind.")
 
     @model_validator(mode="after")
     def _expect_known(self) -> _IncidentBase:
@@ -317,7 +317,7 @@ class QualityDrop(_IncidentBase):
 
     kind: Literal["quality_drop"]
     pass_rate: Fraction | None = None
-    pass_rate_delta: float = Field(-0.10, ge=-1, le=1)
+    pass_rate_delta: float = Field(default=-0.10, ge=-1, le=1)
     prompt_version: str | None = None
 
 
@@ -327,10 +327,10 @@ class SilentTierUp(_IncidentBase):
 
     kind: Literal["silent_tier_up"]
     model: str = Field(min_length=1, description="The pricier served model.")
-    provider: str | None = Field(None, description="Provider of that model; default: the route's.")
-    requested_model: str | None = Field(None, description="Also change the requested model (not silent).")
-    pass_rate_delta: float = Field(0.01, ge=-1, le=1)
-    latency_factor: float = Field(1.0, gt=0)
+    provider: str | None = Field(default=None, description="Provider of that model; default: the route's.")
+    requested_model: str | None = Field(default=None, description="Also change the requested model (not silent).")
+    pass_rate_delta: float = Field(default=0.01, ge=-1, le=1)
+    latency_factor: float = Field(default=1.0, gt=0)
 
 
 class Alias404Storm(_IncidentBase):
@@ -338,19 +338,19 @@ class Alias404Storm(_IncidentBase):
     ``status=error, error_type=model_not_found, http_status=404`` (``error_fraction`` of them)."""
 
     kind: Literal["alias_404_storm"]
-    alias: str | None = Field(None, description="The unknown alias; default: '<model>-v2'.")
+    alias: str | None = Field(default=None, description="The unknown alias; default: '<model>-v2'.")
     error_fraction: Fraction = 1.0
     latency_ms: LogNormal = LogNormal(median=60, sigma=0.3)
     error_type: str = "model_not_found"
-    http_status: int = Field(404, ge=100, le=999)
+    http_status: int = Field(default=404, ge=100, le=999)
 
 
 class LatencyRegression(_IncidentBase):
     """Latency (and time to first token) multiplied by ``latency_factor`` (``ttft_factor``)."""
 
     kind: Literal["latency_regression"]
-    latency_factor: float = Field(3.0, gt=0)
-    ttft_factor: float | None = Field(None, gt=0, description="Default: latency_factor.")
+    latency_factor: float = Field(default=3.0, gt=0)
+    ttft_factor: float | None = Field(default=None, gt=0, description="Default: latency_factor.")
 
 
 class RetryStorm(_IncidentBase):
@@ -359,9 +359,9 @@ class RetryStorm(_IncidentBase):
 
     kind: Literal["retry_storm"]
     failure_rate: Fraction = 0.5
-    max_attempts: int = Field(4, ge=2, le=20)
+    max_attempts: int = Field(default=4, ge=2, le=20)
     error_type: str = "rate_limited"
-    http_status: int = Field(429, ge=100, le=999)
+    http_status: int = Field(default=429, ge=100, le=999)
     latency_ms: LogNormal = LogNormal(median=80, sigma=0.4)
 
     @property
@@ -376,7 +376,7 @@ class TruncationSpike(_IncidentBase):
 
     kind: Literal["truncation_spike"]
     truncation_rate: Fraction = 0.3
-    max_output_tokens: int | None = Field(None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
 
 
 Incident = Annotated[
@@ -409,7 +409,7 @@ class IncidentWindow:
 class ScenarioMeta(_Model):
     name: str = Field(min_length=1, max_length=128)
     description: str = ""
-    seed: int = Field(0, ge=0, description="Seed of the random generator; --seed overrides it.")
+    seed: int = Field(default=0, ge=0, description="Seed of the random generator; --seed overrides it.")
     start: EpochMsField = Field(description="Simulated start, RFC 3339 (UTC if no offset).")
     duration: DurationMs = Field(gt=0, description="Simulated duration, e.g. '24h'.")
 

@@ -15,7 +15,11 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import orjson
 from clickhouse_connect.driver.client import Client
+
+from telemetry.alerting.payloads import cloudevent_id
+from telemetry.contracts.alert import Alert
 
 from telemetry.contracts.verdict import VerdictEvent
 from telemetry.ingest.deadletter import DeadLetter
@@ -26,6 +30,11 @@ from telemetry.storage.clickhouse import WRITE_SETTINGS
 log = logging.getLogger(__name__)
 
 _LOOKUP_CHUNK = 5000
+
+ALERT_COLUMNS = [
+    "emitted_at", "id", "fingerprint", "status", "alertname", "route", "model", "team", "severity", "env",
+    "sequence", "starts_at", "ends_at", "decided_at", "summary", "description", "labels", "annotations", "evidence",
+]  # fmt: skip
 
 
 def _token(kind: str, keys: Iterable[str]) -> str:
@@ -212,6 +221,24 @@ class Store:
         for name, select in selects:
             log.warning("rebuilding aggregate from its source", extra={"view": name})
             self.client.command(f"INSERT INTO {self.db}.route_minute_state {select}", settings={"async_insert": 0})
+
+    # -- alerts -------------------------------------------------------------------------------------
+    def write_alerts(self, alerts: Sequence[Alert], emitted_ms: int) -> None:
+        """Append alert notifications to the ``alerts`` table; a retried write of the same
+        notifications is deduplicated by their CloudEvent ids."""
+        if not alerts:
+            return
+        rows = []
+        for a in alerts:
+            labels = a.labels
+            rows.append([
+                emitted_ms, cloudevent_id(a), a.fingerprint, a.status, labels.get("alertname", ""), labels.get("route", ""),
+                labels.get("model", ""), labels.get("team", ""), labels.get("severity", ""), labels.get("env", ""),
+                a.sequence, a.starts_at, a.ends_at, a.decided_at, a.annotations.get("summary", ""),
+                a.annotations.get("description", ""), dict(labels), dict(a.annotations),
+                orjson.dumps(a.evidence, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+            ])  # fmt: skip
+        self._insert("alerts", rows, ALERT_COLUMNS, _token("alerts", (cloudevent_id(a) for a in alerts)))
 
     # -- saved state ----------------------------------------------------------------------------
     def save_state(self, key: str, value: str, now_ms: int) -> None:

@@ -35,7 +35,8 @@ def build_worker(settings: Settings, *, loglevel: str = "info") -> Any:
     from telemetry.worker.pipeline import Pipeline
 
     asyncio.run(ensure_topics(settings))
-    pipeline = Pipeline(settings, observers=build_observers(settings))
+    pipeline = Pipeline(settings)
+    pipeline.observers.extend(build_observers(settings, pipeline.retry))
     app = create_app(settings, pipeline)
     return faust.Worker(
         app,

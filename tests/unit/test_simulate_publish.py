@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from telemetry.settings import Settings
+from telemetry.settings import load_settings
 from telemetry.simulate.generator import SimEvent, TrafficGenerator
 from telemetry.simulate.progress import TextProgress
 from telemetry.simulate.publisher import Pacer, publish, resolve_start
@@ -61,7 +61,7 @@ class FakeProducer:
         self.flushes += 1
 
 
-SETTINGS = Settings(topic_prefix="unit.")
+SETTINGS = load_settings(topic_prefix="unit.")
 
 
 def test_pacer_maps_simulated_time_to_wall_time() -> None:
