@@ -104,13 +104,20 @@ def _theta(p_true: float, up: float, down: float) -> float:
         hi *= 2.0
         if hi > 1e6:
             return hi
-    for _ in range(80):
+    for _ in range(50):
         mid = 0.5 * (lo + hi)
         if q * math.exp(mid * up) + p_true * math.exp(mid * down) < 1.0:
             lo = mid
         else:
             hi = mid
     return 0.5 * (lo + hi)
+
+
+def _arl(t: float, drift: float, up: float, h: float) -> float:
+    if t <= 0.0:
+        return h / max(drift, 1e-12)
+    x = min(t * (h + 0.5 * up), 700.0)
+    return (math.exp(x) - x - 1.0) / (t * abs(drift))
 
 
 def cusum_arl0(p_true: float, up: float, down: float, h: float) -> float:
@@ -121,26 +128,22 @@ def cusum_arl0(p_true: float, up: float, down: float, h: float) -> float:
     ``t`` the root of the step's moment generating function and ``H = h + up/2`` (overshoot).
     Within ~15% of simulation for 90% -> 80% designs, on the low (safe) side.
     """
-    q = 1.0 - p_true
-    drift = q * up + p_true * down
-    t = _theta(p_true, up, down)
-    if t <= 0.0:
-        return h / max(drift, 1e-12)
-    big_h = h + 0.5 * up
-    x = min(t * big_h, 700.0)
-    return (math.exp(x) - x - 1.0) / (t * abs(drift))
+    drift = (1.0 - p_true) * up + p_true * down
+    return _arl(_theta(p_true, up, down), drift, up, h)
 
 
 def cusum_threshold(p_true: float, up: float, down: float, arl0: float, h_min: float, h_max: float) -> float:
     """Smallest ``h`` in ``[h_min, h_max]`` whose :func:`cusum_arl0` reaches ``arl0`` verdicts."""
-    if cusum_arl0(p_true, up, down, h_min) >= arl0:
+    drift = (1.0 - p_true) * up + p_true * down
+    t = _theta(p_true, up, down)
+    if _arl(t, drift, up, h_min) >= arl0:
         return h_min
-    if cusum_arl0(p_true, up, down, h_max) < arl0:
+    if _arl(t, drift, up, h_max) < arl0:
         return h_max
     lo, hi = h_min, h_max
-    for _ in range(40):
+    for _ in range(30):
         mid = 0.5 * (lo + hi)
-        if cusum_arl0(p_true, up, down, mid) >= arl0:
+        if _arl(t, drift, up, mid) >= arl0:
             hi = mid
         else:
             lo = mid

@@ -226,7 +226,8 @@ class TrafficGenerator:
         noise = self.scenario.noise
         self._noise = noise
         states = [
-            _RouteState(r, i, [w for w in self.windows if w.route == r.name]) for i, r in enumerate(self.scenario.routes)
+            _RouteState(r, i, [w for w in self.windows if w.route == r.name])
+            for i, r in enumerate(self.scenario.routes)
         ]
         end = self.end_ms
         arrivals: list[tuple[float, int]] = []
@@ -467,7 +468,9 @@ class TrafficGenerator:
                     verdict_ts, "verdicts", request_id.encode(), verdict, self._noise.verdict_duplicate_fraction
                 )
                 return
-            self._publish(request_publish, "requests", request_id.encode(), body, self._noise.request_duplicate_fraction)
+            self._publish(
+                request_publish, "requests", request_id.encode(), body, self._noise.request_duplicate_fraction
+            )
             return
 
     def _judge_delay(self, route: Route) -> int:

@@ -100,6 +100,7 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
                 "ready": pipeline.ready,
                 "counters": dict(pipeline.counters),
                 "infrastructure_retries": pipeline.retry.retries,
+                "stage_seconds": {k: round(v, 6) for k, v in pipeline.seconds.items()},
                 "cached_requests": join.cached_requests if join else 0,
                 "parked_verdicts": join.parked_verdicts if join else 0,
             })  # fmt: skip

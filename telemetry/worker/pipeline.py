@@ -74,6 +74,7 @@ class Pipeline:
         self.clock = clock
         self.retry = RetryPolicy(is_transient=_transient)
         self.counters: Counter[str] = Counter()
+        self.seconds: Counter[str] = Counter()
         self._lock = asyncio.Lock()
         self._ready = asyncio.Event()
         self.store: Store | None = None
@@ -167,19 +168,24 @@ class Pipeline:
         assert self.prices is not None and self.join is not None and self.store is not None
         now_ms = self.now_ms()
         max_bytes = self.settings.max_message_bytes
+        timer = StageTimer(self.seconds)
         if kind == "requests":
             decoded = await asyncio.to_thread(decode_requests, messages, self.prices, max_bytes=max_bytes, now_ms=now_ms)
         else:
             decoded = await asyncio.to_thread(decode_verdicts, messages, max_bytes=max_bytes, now_ms=now_ms)
+        timer.lap("decode_validate_price")
         self.counters[f"{kind}_messages"] += len(messages)
         if decoded.dead:
             await self._dead_letter(decoded.dead)
-        outcome = await self._join(decoded)
+            timer.lap("dead_letter")
+        outcome = await self._join(decoded, timer)
         await self._write(outcome)
+        timer.lap("insert")
         self._count(outcome)
         await self._observe(outcome)
+        timer.lap("detect_alert")
 
-    async def _join(self, decoded: DecodedBatch) -> JoinOutcome:
+    async def _join(self, decoded: DecodedBatch, timer: StageTimer) -> JoinOutcome:
         join, store = self.join, self.store
         assert join is not None and store is not None
         ids = join.ids_to_look_up(decoded.requests, decoded.verdicts)
@@ -187,7 +193,10 @@ class Pipeline:
         if ids:
             found = await self.retry.run("lookup", lambda: asyncio.to_thread(store.lookup, ids))
             self.counters["lookups"] += len(ids)
-        return join.apply(decoded.requests, decoded.verdicts, found)
+            timer.lap("lookup")
+        outcome = join.apply(decoded.requests, decoded.verdicts, found)
+        timer.lap("join")
+        return outcome
 
     async def _write(self, outcome: JoinOutcome) -> None:
         store = self.store
@@ -230,6 +239,21 @@ class Pipeline:
             except Exception:  # detectors must never stop ingest
                 self.counters["observer_errors"] += 1
                 log.exception("batch observer failed", extra={"observer": type(observer).__name__})
+
+
+class StageTimer:
+    """Adds the wall time of each stage of a batch to ``sink`` (seconds per stage name)."""
+
+    __slots__ = ("sink", "_last")
+
+    def __init__(self, sink: Counter[str]) -> None:
+        self.sink = sink
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.sink[stage] += now - self._last
+        self._last = now
 
 
 def new_producer_for(settings: Settings) -> AIOKafkaProducer:

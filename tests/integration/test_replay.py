@@ -112,7 +112,9 @@ async def _delete_topics(s: Settings) -> None:
         await admin.close()
 
 
-async def consume(s: Settings, expected: dict[str, int], timeout: float = 60.0) -> dict[str, list[tuple[bytes | None, bytes]]]:
+async def consume(
+    s: Settings, expected: dict[str, int], timeout: float = 60.0
+) -> dict[str, list[tuple[bytes | None, bytes]]]:
     """Read both topics from the beginning until the expected counts arrive (or time out)."""
     topics = {"requests": s.requests_topic, "verdicts": s.verdicts_topic}
     by_topic = {v: k for k, v in topics.items()}
@@ -153,15 +155,17 @@ def _write_capture(path: Path) -> tuple[dict[str, Counter[tuple[bytes | None, by
     lines: list[bytes] = []
     events = list(TrafficGenerator(sc))
     for i, ev in enumerate(events):
+        key = ev.key.decode() if ev.key else None
         if ev.note == "malformed":  # raw bytes in an envelope, published as they are
-            lines.append(orjson.dumps({"topic": f"prod.{ev.topic_kind}", "key": ev.key.decode() if ev.key else None,
-                                       "value": ev.value.decode(), "ts": ev.publish_at_sim_ms}))  # fmt: skip
+            envelope = {"topic": f"prod.{ev.topic_kind}", "key": key, "value": ev.value.decode(),
+                        "ts": ev.publish_at_sim_ms}  # fmt: skip
+            lines.append(orjson.dumps(envelope))
             expected[ev.topic_kind][(ev.key, ev.value)] += 1
         elif i % 2:  # envelope, RFC 3339 publish time
-            lines.append(orjson.dumps({"topic": ev.topic_kind, "key": ev.key.decode() if ev.key else None,
-                                       "value": orjson.loads(ev.value),
-                                       "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ev.publish_at_sim_ms // 1000))
-                                       + f".{ev.publish_at_sim_ms % 1000:03d}Z"}))  # fmt: skip
+            ms = ev.publish_at_sim_ms
+            rfc3339 = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+            envelope = {"topic": ev.topic_kind, "key": key, "value": orjson.loads(ev.value), "ts": rfc3339}
+            lines.append(orjson.dumps(envelope))
             expected[ev.topic_kind][(ev.key, orjson.dumps(orjson.loads(ev.value)))] += 1
         else:  # bare event as captured
             lines.append(ev.value)
@@ -209,8 +213,9 @@ def test_replay_fast(settings: Settings, tmp_path: Path) -> None:
     capture = tmp_path / "capture.jsonl"
     rows = []
     for i in range(3000):
-        rows.append(orjson.dumps({"request_id": f"r{i}", "ts": START + i * 60_000, "route": "a", "model": "gpt-4o-mini",
-                                  "input_tokens": 10, "output_tokens": 5, "latency_ms": 100.0, "status": "ok"}))  # fmt: skip
+        request = {"request_id": f"r{i}", "ts": START + i * 60_000, "route": "a", "model": "gpt-4o-mini",
+                   "input_tokens": 10, "output_tokens": 5, "latency_ms": 100.0, "status": "ok"}  # fmt: skip
+        rows.append(orjson.dumps(request))
         if i % 3 == 0:
             rows.append(orjson.dumps({"request_id": f"r{i}", "ts": START + i * 60_000 + 5000,
                                       "evaluator": "q@1", "passed": i % 2 == 0}))  # fmt: skip
@@ -221,7 +226,9 @@ def test_replay_fast(settings: Settings, tmp_path: Path) -> None:
     got = asyncio.run(consume(settings, {"requests": 3000, "verdicts": 1000}))
     assert len(got["requests"]) == 3000 and len(got["verdicts"]) == 1000
     assert {k for k, _ in got["requests"]} == {f"r{i}".encode() for i in range(3000)}
-    assert sorted(orjson.loads(v)["request_id"] for _, v in got["verdicts"]) == sorted(f"r{i}" for i in range(0, 3000, 3))
+    assert sorted(orjson.loads(v)["request_id"] for _, v in got["verdicts"]) == sorted(
+        f"r{i}" for i in range(0, 3000, 3)
+    )
 
 
 def test_simulate_round_trip(settings: Settings) -> None:

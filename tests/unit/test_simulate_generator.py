@@ -286,16 +286,17 @@ def test_baseline_errors_and_retries() -> None:
 # incidents
 # --------------------------------------------------------------------------------------
 
+_INCIDENT_ROUTE_EXTRAS: list[tuple[str, dict[str, Any]]] = [
+    ("q", {}),
+    ("tier", {"provider": "anthropic", "model": "claude-3-5-haiku-latest"}),
+    ("storm", {}),
+    ("lat", {"latency_ms": {"median": 500, "sigma": 0.3}, "ttft_ms": {"median": 150, "sigma": 0.3}}),
+    ("retry", {}),
+    ("trunc", {"truncation_rate": 0.01}),
+]
 INCIDENT_ROUTES = "".join(
     route(name, peak_rps=1.0, judged_fraction=1.0, pass_rate=0.9, prompt_version="v1", **extra)
-    for name, extra in [
-        ("q", {}),
-        ("tier", {"provider": "anthropic", "model": "claude-3-5-haiku-latest"}),
-        ("storm", {}),
-        ("lat", {"latency_ms": {"median": 500, "sigma": 0.3}, "ttft_ms": {"median": 150, "sigma": 0.3}}),
-        ("retry", {}),
-        ("trunc", {"truncation_rate": 0.01}),
-    ]
+    for name, extra in _INCIDENT_ROUTE_EXTRAS
 )
 INCIDENTS = "".join(
     [

@@ -102,9 +102,15 @@ def test_time_compression_is_consistent() -> None:
 
 def test_fast_mode_does_not_wait_and_counts_by_topic_and_note() -> None:
     events = [
-        SimEvent(START + i * 60_000, "requests" if i % 3 else "verdicts", b"k%d" % i, b"{}", "duplicate" if i == 4 else "original")
+        SimEvent(
+            START + i * 60_000,
+            "requests" if i % 3 else "verdicts",
+            b"k%d" % i,
+            b"{}",
+            "duplicate" if i == 4 else "original",
+        )
         for i in range(12)
-    ]  # fmt: skip
+    ]
     clock = FakeClock()
     producer = FakeProducer(clock)
     calls: list[tuple[int, int]] = []

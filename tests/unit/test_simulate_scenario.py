@@ -63,7 +63,9 @@ def test_minimal_scenario_has_defaults() -> None:
 
 def test_route_defaults_merge_and_incident_offsets() -> None:
     text = (
-        MINIMAL.replace("[[route]]", '[route_defaults]\njudged_fraction = 0.3\nlatency_ms = { median = 500 }\n\n[[route]]')
+        MINIMAL.replace(
+            "[[route]]", "[route_defaults]\njudged_fraction = 0.3\nlatency_ms = { median = 500 }\n\n[[route]]"
+        )
         + """
 latency_ms = { sigma = 0.2 }
 
