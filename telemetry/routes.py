@@ -169,6 +169,8 @@ class RoutePolicy(BaseModel):
     storm_min_errors: int = Field(5, ge=1)
     storm_min_share: float = Field(0.2, gt=0, le=1)
     storm_clear_share: float = Field(0.1, ge=0, le=1)
+    storm_alpha: float = Field(1e-6, gt=0, lt=0.5)
+    storm_clear_window: Duration = 10 * _MINUTE
     storm_window: Duration = 2 * _MINUTE
     inhibit_hold: Duration = 15 * _MINUTE
 
@@ -183,7 +185,7 @@ class RoutePolicy(BaseModel):
     truncation_min_increase: float = Field(0.05, ge=0, le=1)
     truncation_min_count: int = Field(10, ge=1)
     truncation_window: Duration = 15 * _MINUTE
-    truncation_alpha: float = Field(1e-4, gt=0, lt=0.5)
+    truncation_alpha: float = Field(1e-6, gt=0, lt=0.5)
     truncation_min_baseline: int = Field(1000, ge=1)
 
     # --- BudgetOverrun --------------------------------------------------------------------
@@ -200,6 +202,7 @@ class RoutePolicy(BaseModel):
             "latency_short_window": self.latency_short_window,
             "latency_long_window": self.latency_long_window,
             "storm_window": self.storm_window,
+            "storm_clear_window": self.storm_clear_window,
             "retry_window": self.retry_window,
             "truncation_window": self.truncation_window,
         }

@@ -24,13 +24,14 @@ Contract
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from telemetry.detect.condition import Condition, Evidence, clip, rounded, usd
 from telemetry.detect.names import COST_SPIKE
 from telemetry.detect.stats import mad_sigma, median
-from telemetry.detect.window import MINUTE_MS, MINUTE_SLOTS, RouteWindow
+from telemetry.detect.window import MINUTE_MS, RouteWindow
 from telemetry.routes import RoutePolicy
 
 MONTH_S = 30 * 86_400
@@ -68,9 +69,17 @@ class CostSpikeDetector:
         self.states: dict[str, CostState] = {}
 
     def evaluate(
-        self, route: str, w: RouteWindow, policy: RoutePolicy, now_ms: int, rates: PassRates | None
+        self,
+        route: str,
+        w: RouteWindow,
+        policy: RoutePolicy,
+        now_ms: int,
+        pass_rates: Callable[[], PassRates | None],
     ) -> list[Condition]:
-        """The route's CostSpike condition, if it holds now."""
+        """The route's CostSpike condition, if it holds now.
+
+        ``pass_rates`` gives the route's primary evaluator's pass rates (called only when needed).
+        """
         st = self.states.get(route)
         if st is None:
             st = self.states[route] = CostState()
@@ -97,15 +106,16 @@ class CostSpikeDetector:
             if ratio_s < clear_s:
                 st.active = False
                 return []
-            return [self._condition(route, w, policy, st, now_ms, base, fire_s, clear_s, rates)]
+            return [self._condition(route, w, policy, st, now_ms, base, fire_s, clear_s, pass_rates())]
         n_l = w.wsum(w.priced, long_m)
         cpr_l = w.wsum(w.cost, long_m) / n_l if n_l else 0.0
         ratio_l = cpr_l / base if base > 0 else math.inf
         if ratio_s >= fire_s and n_l >= policy.cost_min_requests and ratio_l >= fire_l:
             st.active, st.metric = True, "cost_per_request"
-            return [self._condition(route, w, policy, st, now_ms, base, fire_s, clear_s, rates)]
+            return [self._condition(route, w, policy, st, now_ms, base, fire_s, clear_s, pass_rates())]
 
         # cost per correct answer: cpr x p_base / p_recent over 1 h and 6 h
+        rates = pass_rates()
         if rates is None or rates.passed_1h < _MIN_PASSED or rates.passed_6h < _MIN_PASSED:
             st.active = False
             return []
@@ -128,10 +138,8 @@ class CostSpikeDetector:
 
     @staticmethod
     def _cpr_hours(w: RouteWindow, hours: int) -> float | None:
-        last = w.cur // 60
-        s = w.cur % MINUTE_SLOTS
-        n = w.hsum(w.hpriced, last - hours + 1, last) + w.priced[s]
-        return (w.hsum(w.hcost, last - hours + 1, last) + w.cost[s]) / n if n else None
+        n = w.hours_total("hpriced", hours)
+        return w.hours_total("hcost", hours) / n if n else None
 
     @staticmethod
     def _baseline(st: CostState, w: RouteWindow, policy: RoutePolicy) -> None:

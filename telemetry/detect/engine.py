@@ -66,7 +66,7 @@ class DetectionEngine:
         self.lifecycle = AlertLifecycle()
         self.storm_seen_ms: dict[str, int] = {}
         self._dirty: set[str] = set()
-        self._cache: dict[str, tuple[int, list[Condition], Spend]] = {}
+        self._cache: dict[str, tuple[int, list[Condition], Spend | None]] = {}
         self._last_forget_minute = -1
         self._has_budgets = any(p.monthly_budget_usd for p in routes.routes.values()) or bool(
             routes.defaults.monthly_budget_usd
@@ -105,7 +105,8 @@ class DetectionEngine:
             w.advance(minute)
             cached = self._cache.get(route)
             if cached is None or cached[0] != minute or route in self._dirty:
-                cached = (minute, self._evaluate_route(route, w, now), self._spend(w, now))
+                spend = self._spend(w, now) if self._has_budgets else None
+                cached = (minute, self._evaluate_route(route, w, now), spend)
                 self._cache[route] = cached
             conditions.extend(cached[1])
         self._dirty.clear()
@@ -116,7 +117,7 @@ class DetectionEngine:
         conditions.extend(self.quality.evaluate(now, self.windows))
 
         if self._has_budgets:
-            spends = {route: c[2] for route, c in self._cache.items()}
+            spends = {route: c[2] for route, c in self._cache.items() if c[2] is not None}
             teams = {route: self.config.team_for(route, w.team) for route, w in self.windows.items()}
             conditions.extend(self.budget.evaluate(spends, teams, self.config, now))
 
@@ -130,7 +131,7 @@ class DetectionEngine:
         out: list[Condition] = []
         out += self.storm.evaluate(route, w, policy, now)
         out += self.tier.evaluate(route, w, policy, now, self.quality.model_pass_rate)
-        out += self.cost.evaluate(route, w, policy, now, self._pass_rates(route))
+        out += self.cost.evaluate(route, w, policy, now, lambda: self._pass_rates(route))
         out += self.latency.evaluate(route, w, policy, now)
         out += self.retry.evaluate(route, w, policy, now)
         out += self.truncation.evaluate(route, w, policy, now)
@@ -147,13 +148,15 @@ class DetectionEngine:
 
     @staticmethod
     def _spend(w: RouteWindow, now: int) -> Spend:
+        """Trailing 24 h spend of a route (hour resolution, current minute included)."""
+        hours = _BUDGET_SPAN_MS // HOUR_MS
         cost, span = w.spend(now, _BUDGET_SPAN_MS)
-        last_hour = w.cur // 60
-        first = last_hour - _BUDGET_SPAN_MS // HOUR_MS + 1
-        s = w.cur % len(w.req)
-        requests = int(w.hsum(w.hreq, first, last_hour) + w.req[s])
-        priced = int(w.hsum(w.hpriced, first, last_hour) + w.priced[s])
-        return Spend(cost=cost, span_ms=span, requests=requests, priced=priced)
+        return Spend(
+            cost=cost,
+            span_ms=span,
+            requests=int(w.hours_total("hreq", hours)),
+            priced=int(w.hours_total("hpriced", hours)),
+        )
 
     def _active(self, c: Condition, now: int) -> ActiveCondition:
         if c.team is not None:

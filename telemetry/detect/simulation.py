@@ -166,6 +166,7 @@ class RunResult:
     requests: int = 0
     verdicts: int = 0
     runtime_s: float = 0.0
+    engine: DetectionEngine | None = None
 
     def firings(self) -> Iterable[Notification]:
         return (n for n in self.notifications if n.alert.status == "firing" and n.alert.sequence == 1)
@@ -229,6 +230,7 @@ def simulate(
         if batch:
             engine.observe_requests(batch)
     result.runtime_s = time.perf_counter() - started
+    result.engine = engine
     return result
 
 

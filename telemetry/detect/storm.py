@@ -3,9 +3,13 @@
 Contract
 --------
 - Per error type over the last ``storm_window`` (2 min, the current minute included): fire when
-  a type has at least ``storm_min_errors`` (5) errors **and** at least ``storm_min_share`` (20%)
-  of the route's requests; a storming type stays storming until its share falls below
-  ``storm_clear_share`` (10%).
+  a type has at least ``storm_min_errors`` (5) errors, at least ``storm_min_share`` (20%) of the
+  route's requests, **and** more than the route's usual error rate explains: the exact binomial
+  p-value of that count under the route's 7-day error share (at least 1%; 5% before there is a
+  baseline of 100 requests) is at most ``storm_alpha`` (1e-6). Without that last test a route
+  with 3% rate limiting at 10 requests/minute "storms" about once a day. A storming type stays
+  storming until its share over the last ``storm_clear_window`` (10 min) falls below
+  ``storm_clear_share`` (10%): a longer clear window keeps a low-volume storm from flapping.
 - One alert per route (``model`` ``""``: the fingerprint's identity has no error type); the
   evidence names the largest storming type, its count and share, the requested model most of
   its errors name, and every other storming type.
@@ -20,6 +24,7 @@ from typing import Any
 
 from telemetry.detect.condition import Condition, Evidence, clip, pct, rounded
 from telemetry.detect.names import ERROR_STORM
+from telemetry.detect.stats import binom_sf
 from telemetry.detect.window import MINUTE_MS, RouteWindow
 from telemetry.routes import RoutePolicy
 
@@ -29,6 +34,8 @@ class StormState:
     """Per-route state: the error types storming now."""
 
     types: list[str] = field(default_factory=list)
+    base_hour: int = -1
+    base_share: float = 0.05
 
 
 class ErrorStormDetector:
@@ -49,6 +56,12 @@ class ErrorStormDetector:
         if not st.types and errors < policy.storm_min_errors:
             return []
         requests = w.wsum(w.req, window_m)
+        hour = w.cur // 60
+        if st.base_hour != hour:
+            st.base_hour = hour
+            base_req = w.hsum(w.hreq, hour - 7 * 24, hour - 1)
+            base_err = w.hsum(w.herr, hour - 7 * 24, hour - 1)
+            st.base_share = max(0.01, base_err / base_req) if base_req >= 100 else 0.05
         by_type: dict[str, int] = {}
         by_type_model: dict[str, dict[str, int]] = {}
         for (etype, model), n in w.error_window(window_m).items():
@@ -58,16 +71,29 @@ class ErrorStormDetector:
         storming = []
         for etype, n in by_type.items():
             share = n / requests if requests else 0.0
-            if n >= policy.storm_min_errors and share >= policy.storm_min_share:
+            if (
+                n >= policy.storm_min_errors
+                and share >= policy.storm_min_share
+                and binom_sf(n, int(requests), st.base_share) <= policy.storm_alpha
+            ):
                 storming.append(etype)
-            elif etype in st.types and share >= policy.storm_clear_share and n > 0:
-                storming.append(etype)
+        if st.types:
+            clear_m = max(window_m, policy.storm_clear_window // MINUTE_MS)
+            clear_requests = w.wsum(w.req, clear_m)
+            clear_counts: dict[str, int] = {}
+            for (etype, _), n in w.error_window(clear_m).items():
+                clear_counts[etype] = clear_counts.get(etype, 0) + n
+            for etype in st.types:
+                n = clear_counts.get(etype, 0)
+                if etype not in storming and clear_requests and n / clear_requests >= policy.storm_clear_share:
+                    storming.append(etype)
         st.types = sorted(storming)
         if not storming:
             return []
-        top = max(storming, key=lambda t: (by_type[t], t))
-        n_top = by_type[top]
-        top_model = max(by_type_model[top].items(), key=lambda kv: (kv[1], kv[0]))[0]
+        top = max(storming, key=lambda t: (by_type.get(t, 0), t))
+        n_top = by_type.get(top, 0)
+        top_models = by_type_model.get(top) or {"": 0}
+        top_model = max(top_models.items(), key=lambda kv: (kv[1], kv[0]))[0]
         others = [t for t in st.types if t != top]
         evidence: Evidence = {
             "error_type": top,
@@ -75,8 +101,10 @@ class ErrorStormDetector:
             "requests": int(requests),
             "error_share": rounded(n_top / requests, 4) if requests else None,
             "top_requested_model": top_model,
-            "top_requested_model_errors": by_type_model[top][top_model],
+            "top_requested_model_errors": top_models[top_model],
             "window_minutes": window_m,
+            "baseline_error_share": rounded(st.base_share, 4),
+            "p_value_one_sided": rounded(binom_sf(n_top, int(requests), st.base_share), 3),
             "all_errors": int(errors),
             "other_storming_types": ", ".join(others) or None,
             "error_counts": ", ".join(f"{t}={n}" for t, n in sorted(by_type.items(), key=lambda kv: -kv[1])[:8]),
@@ -90,9 +118,10 @@ class ErrorStormDetector:
         description = (
             f"In the last {window_m} min route {route} returned {n_top} errors of type {top} out of "
             f"{int(requests)} requests ({pct(n_top / requests if requests else None)}); most name the "
-            f"requested model {top_model} ({by_type_model[top][top_model]}). Fires at >= "
-            f"{policy.storm_min_errors} errors and >= {pct(policy.storm_min_share, 0)} of requests, clears "
-            f"below {pct(policy.storm_clear_share, 0)}. While it fires, quality, cost and latency alerts "
+            f"requested model {top_model or 'n/a'} ({top_models[top_model]}). Fires at >= "
+            f"{policy.storm_min_errors} errors and >= {pct(policy.storm_min_share, 0)} of requests (baseline "
+            f"error share {pct(st.base_share)}), clears below {pct(policy.storm_clear_share, 0)} over "
+            f"{max(window_m, policy.storm_clear_window // MINUTE_MS)} min. While it fires, quality, cost and latency alerts "
             f"of this route are inhibited as symptoms."
         )
         return [
@@ -113,5 +142,5 @@ class ErrorStormDetector:
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> ErrorStormDetector:
         det = cls()
-        det.states = {route: StormState(types=list(raw["types"])) for route, raw in data.items()}
+        det.states = {route: StormState(**raw) for route, raw in data.items()}
         return det

@@ -7,7 +7,8 @@ Contract
 - Fire when, over ``truncation_window`` (15 min), there are at least ``truncation_min_count``
   (10) truncated responses, the share is at least ``max(truncation_ratio x baseline,
   baseline + truncation_min_increase)`` (2x and +5 points) and the exact one-sided binomial
-  p-value against the baseline share is at most ``truncation_alpha`` (1e-4).
+  p-value against the baseline share is at most ``truncation_alpha`` (1e-6: the test runs at
+  every evaluation, against a baseline that is the clean rate itself).
 - Clear when the share falls below half-way: ``max(baseline x (1 + (ratio-1)/2), baseline +
   min_increase/2)``, or with fewer ok responses than ``truncation_min_count``.
 - One alert per route (``model`` ``""``); evidence names the top served model of the window.

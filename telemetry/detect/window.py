@@ -6,9 +6,9 @@ A :class:`RouteWindow` holds, for one route, bounded rings instead of events:
   (requests, ok, first attempts, truncations, cost, priced requests, slow requests against the
   route's p95 and p99 targets, errors), plus per-minute dicts of served models and of
   ``(error_type, requested model)`` and a coarse latency histogram of ok requests (evidence);
-- **hours**: the last :data:`HOUR_SLOTS` hours of requests, ok, truncations, cost and priced
-  requests (baselines of cost and truncation, budget projection, judged fraction);
-- **model references**: per served model, exponentially decayed (half-life one day) request,
+- **hours**: the last :data:`HOUR_SLOTS` hours of requests, ok, truncations, cost, priced
+  requests and errors (baselines of cost, truncation and errors, budget projection, judged fraction);
+- **model references**: per served model of ok responses, exponentially decayed (half-life one day) request,
   cost and priced counts: the route's reference model mix for tier-switch detection.
 
 Every fact costs O(1). A minute is *folded* into the hour ring and the model references when it
@@ -34,7 +34,8 @@ LATENCY_BOUNDS: tuple[float, ...] = tuple(10.0 * 1.2**i for i in range(62))
 """Upper edges (ms) of the latency histogram: 10 ms x 1.2^i, up to ~1.1 h; ±10% resolution."""
 
 _COLUMNS = ("req", "ok", "first", "length", "cost", "priced", "slow95", "slow99", "err")
-_HOUR_COLUMNS = ("hreq", "hok", "hlen", "hcost", "hpriced")
+_HOUR_COLUMNS = ("hreq", "hok", "hlen", "hcost", "hpriced", "herr")
+_MINUTE_OF = {"hreq": "req", "hok": "ok", "hlen": "length", "hcost": "cost", "hpriced": "priced", "herr": "err"}
 
 
 class ModelRef:
@@ -92,6 +93,8 @@ class RouteWindow:
         "hist",
         "hkey",
         "refs",
+        "hour_version",
+        "_hcache",
     )
 
     def __init__(self, slow95_ms: float | None, slow99_ms: float | None) -> None:
@@ -110,6 +113,8 @@ class RouteWindow:
         for name in _HOUR_COLUMNS:
             setattr(self, name, [0.0] * HOUR_SLOTS if name == "hcost" else [0] * HOUR_SLOTS)
         self.refs: dict[str, ModelRef] = {}
+        self.hour_version = 0
+        self._hcache: dict[tuple[str, int], tuple[int, int, float]] = {}
 
     # typed views of the slotted columns (set in __init__ via setattr)
     req: list[int]
@@ -126,6 +131,7 @@ class RouteWindow:
     hlen: list[int]
     hcost: list[float]
     hpriced: list[int]
+    herr: list[int]
 
     # --- writing ---------------------------------------------------------------------------
     def add_all(self, facts: Iterable[RequestFact]) -> None:
@@ -148,7 +154,8 @@ class RouteWindow:
         late = m < self.cur
         if m <= self.cur - MINUTE_SLOTS:
             self._add_hour(f, m)
-            self._add_ref(f, m)
+            if f.status == "ok":
+                self._add_ref(f, m)
             return
         s = m % MINUTE_SLOTS
         self.req[s] += 1
@@ -158,26 +165,28 @@ class RouteWindow:
         if c is not None:
             self.cost[s] += c
             self.priced[s] += 1
-        if f.status == "ok":
-            self.ok[s] += 1
-            if f.finish_reason == "length":
-                self.length[s] += 1
-            lat = f.latency_ms
-            if lat > self.slow95_ms:
-                self.slow95[s] += 1
-            if lat > self.slow99_ms:
-                self.slow99[s] += 1
-            h = self.hist[s]
-            if h is None:
-                h = self.hist[s] = [0] * (len(LATENCY_BOUNDS) + 1)
-            h[bisect_right(LATENCY_BOUNDS, lat)] += 1
-        else:
+        if f.status != "ok":
             self.err[s] += 1
             e = self.errors[s]
             if e is None:
                 e = self.errors[s] = {}
             key = (f.error_type or "unknown", f.model)
             e[key] = e.get(key, 0) + 1
+            if late:
+                self._add_hour(f, m)
+            return
+        self.ok[s] += 1
+        if f.finish_reason == "length":
+            self.length[s] += 1
+        lat = f.latency_ms
+        if lat > self.slow95_ms:
+            self.slow95[s] += 1
+        if lat > self.slow99_ms:
+            self.slow99[s] += 1
+        h = self.hist[s]
+        if h is None:
+            h = self.hist[s] = [0] * (len(LATENCY_BOUNDS) + 1)
+        h[bisect_right(LATENCY_BOUNDS, lat)] += 1
         served = f.served_model
         row = self.models[s].get(served)
         if row is None:
@@ -230,6 +239,7 @@ class RouteWindow:
             self.hlen[hs] += self.length[s]
             self.hcost[hs] += self.cost[s]
             self.hpriced[hs] += self.priced[s]
+            self.herr[hs] += self.err[s]
         for served, row in self.models[s].items():
             ref = self.refs.get(served)
             if ref is None:
@@ -249,11 +259,13 @@ class RouteWindow:
             if key > hour:
                 return -1
             self.hkey[s] = hour
-            self.hreq[s] = self.hok[s] = self.hlen[s] = self.hpriced[s] = 0
+            self.hreq[s] = self.hok[s] = self.hlen[s] = self.hpriced[s] = self.herr[s] = 0
             self.hcost[s] = 0.0
         return s
 
     def _add_hour(self, f: RequestFact, minute: int) -> None:
+        if minute // 60 < self.cur // 60:
+            self.hour_version += 1  # a completed hour changed: cached sums are stale
         hs = self._hour_slot(minute // 60)
         if hs < 0:
             return
@@ -265,6 +277,8 @@ class RouteWindow:
             self.hok[hs] += 1
             if f.finish_reason == "length":
                 self.hlen[hs] += 1
+        else:
+            self.herr[hs] += 1
 
     def _add_ref(self, f: RequestFact, minute: int) -> None:
         ref = self.refs.get(f.served_model)
@@ -303,6 +317,25 @@ class RouteWindow:
                 total += col[s]
         return total
 
+    def hours_total(self, name: str, hours: int) -> float:
+        """Sum of hour column ``name`` over the last ``hours`` hours, current minute included.
+
+        The completed hours' part is cached until a late fact changes one of them.
+        """
+        if self.cur < 0:
+            return 0
+        last = self.cur // 60
+        key = (name, hours)
+        cached = self._hcache.get(key)
+        col = getattr(self, name)
+        if cached is None or cached[0] != self.hour_version or cached[1] != last:
+            cached = (self.hour_version, last, self.hsum(col, last - hours + 1, last - 1))
+            self._hcache[key] = cached
+        s = last % HOUR_SLOTS
+        current = col[s] if self.hkey[s] == last else 0
+        minute_col = getattr(self, _MINUTE_OF[name])
+        return cached[2] + current + minute_col[self.cur % MINUTE_SLOTS]
+
     def hour_values(self, first_hour: int, last_hour: int) -> list[tuple[int, int, int, float, int]]:
         """``(requests, ok, truncated, cost, priced)`` of each held hour in the range."""
         out = []
@@ -313,7 +346,7 @@ class RouteWindow:
         return out
 
     def model_window(self, minutes: int) -> dict[str, list[float]]:
-        """Per served model ``[requests, cost, priced, served != requested]`` over the window."""
+        """Per served model of ok responses ``[requests, cost, priced, served != requested]``."""
         out: dict[str, list[float]] = {}
         for s in self.slots(minutes):
             for served, row in self.models[s].items():
@@ -362,10 +395,8 @@ class RouteWindow:
         if self.cur < 0:
             return 0.0, 0.0
         hours = max(1, span_ms // HOUR_MS)
-        last_hour = self.cur // 60
-        total = self.hsum(self.hcost, last_hour - hours + 1, last_hour) + self.cost[self.cur % MINUTE_SLOTS]
-        start = max(self.first_ms, (last_hour - hours + 1) * HOUR_MS)
-        return total, float(max(0, now_ms - start))
+        start = max(self.first_ms, (self.cur // 60 - hours + 1) * HOUR_MS)
+        return self.hours_total("hcost", hours), float(max(0, now_ms - start))
 
     # --- persistence ---------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:

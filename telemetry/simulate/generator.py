@@ -23,6 +23,7 @@ Timing model, all in simulated epoch milliseconds:
 
 from __future__ import annotations
 
+import copy
 import heapq
 import itertools
 import math
@@ -88,6 +89,7 @@ class GeneratorStats:
     logical_requests: int = 0
     by_kind: Counter[str] = field(default_factory=Counter)  # "<topic>:<note>"
     by_route: Counter[str] = field(default_factory=Counter)  # logical requests per route
+    max_pending: int = 0  # most events waiting in the heap at once (memory)
     first_publish_ms: int | None = None
     last_publish_ms: int | None = None
 
@@ -204,7 +206,10 @@ class _Effective:
 class TrafficGenerator:
     """Iterable of :class:`SimEvent` for a scenario; ``stats`` fills in while you iterate.
 
-    Iterating twice gives the same events again (each iteration reseeds).
+    Each iteration starts afresh from the seed (iterating twice gives the same events twice;
+    concurrent iterations do not share state). A ``start_ms`` override shifts the whole stream
+    in time: the daily shape stays anchored to the scenario's declared start, so traffic
+    around each incident is the same whatever the start.
     """
 
     def __init__(self, scenario: Scenario, *, seed: int | None = None, start_ms: int | None = None) -> None:
@@ -218,29 +223,34 @@ class TrafficGenerator:
     # --- the main loop --------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[SimEvent]:
-        self.stats = stats = GeneratorStats()
+        run = copy.copy(self)  # per-iteration state lives on the copy; stats are shared
+        self.stats = run.stats = GeneratorStats()
+        return run._events()
+
+    def _events(self) -> Iterator[SimEvent]:
+        stats = self.stats
         rng = random.Random(self.seed)
         self._rng = rng
         self._seq = itertools.count()
         self._pending: list[tuple[int, int, SimEvent]] = []
-        noise = self.scenario.noise
-        self._noise = noise
+        self._noise = self.scenario.noise
+        self._clock0 = float(self.scenario.start_ms)  # the daily shape's clock at offset 0
         states = [
             _RouteState(r, i, [w for w in self.windows if w.route == r.name])
             for i, r in enumerate(self.scenario.routes)
         ]
-        end = self.end_ms
-        arrivals: list[tuple[float, int]] = []
-        for st in states:
-            arrivals.append((self._next_arrival(st, float(self.start_ms)), st.idx))
+        start = self.start_ms
+        duration = float(self.scenario.duration_ms)
+        # arrivals are offsets (ms) from the start: a start override is an exact time shift
+        arrivals = [(self._next_arrival(st, 0.0), st.idx) for st in states]
         heapq.heapify(arrivals)
         pending = self._pending
         by_kind = stats.by_kind
         heappop = heapq.heappop
 
-        while arrivals and arrivals[0][0] < end:
-            t, idx = arrivals[0]
-            now = int(t)
+        while arrivals and arrivals[0][0] < duration:
+            offset, idx = arrivals[0]
+            now = start + int(offset)
             while pending and pending[0][0] <= now:
                 ev = heappop(pending)[2]
                 by_kind[f"{ev.topic_kind}:{ev.note}"] += 1
@@ -249,25 +259,28 @@ class TrafficGenerator:
             self._logical_request(st, now)
             stats.logical_requests += 1
             stats.by_route[st.route.name] += 1
-            heapq.heapreplace(arrivals, (self._next_arrival(st, t), idx))
+            if len(pending) > stats.max_pending:
+                stats.max_pending = len(pending)
+            heapq.heapreplace(arrivals, (self._next_arrival(st, offset), idx))
 
         while pending:
             ev = heappop(pending)[2]
             by_kind[f"{ev.topic_kind}:{ev.note}"] += 1
             yield ev
 
-    def _next_arrival(self, st: _RouteState, t: float) -> float:
-        """Next arrival after ``t`` of a Poisson process with rate peak * shape(t) (thinning)."""
+    def _next_arrival(self, st: _RouteState, offset: float) -> float:
+        """Next arrival after ``offset`` of a Poisson process with rate peak * shape (thinning)."""
         rng = self._rng
         expo = rng.expovariate
         rnd = rng.random
         rate = st.peak_per_ms
         factor = st.factor
-        end = self.end_ms
+        duration = self.scenario.duration_ms
+        clock0 = self._clock0
         while True:
-            t += expo(rate)
-            if t >= end or rnd() < factor((t / _HOUR_MS) % 24.0):
-                return t
+            offset += expo(rate)
+            if offset >= duration or rnd() < factor(((clock0 + offset) / _HOUR_MS) % 24.0):
+                return offset
 
     def _push(self, publish_ms: int, topic: TopicKind, key: bytes | None, value: bytes, note: Note) -> None:
         ev = SimEvent(publish_ms, topic, key, value, note)

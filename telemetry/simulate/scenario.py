@@ -206,7 +206,7 @@ class Route(_Model):
     peak_rps: float = Field(gt=0, le=100_000, description="Requests per second at the daily peak.")
     shape: Literal["diurnal", "flat", "hourly"] = "diurnal"
     min_fraction: float = Field(default=0.3, gt=0, le=1, description="Diurnal trough rate / peak rate.")
-    peak_hour: float = Field(default=14.0, ge=0, lt=24, description="Hour of the day (UTC) of the peak.")
+    peak_hour: float = Field(default=14.0, ge=0, lt=24, description="Hour (UTC, of the declared start) of the peak.")
     hourly: list[float] | None = Field(default=None, description="24 relative rates (shape = 'hourly').")
 
     # latency and tokens

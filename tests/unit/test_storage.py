@@ -1,7 +1,7 @@
 """Migrations and read-only SQL against the real embedded ClickHouse engine (chDB).
 
-chDB allows one data path per process, so these tests share one engine and use one database
-each."""
+chDB allows one data path per process, so these tests share one engine (the ``engine`` fixture
+in ``tests/unit/conftest.py``) and use one database each."""
 
 from __future__ import annotations
 
@@ -13,13 +13,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from telemetry.sql import WriteRefused, render, run_read_only
-from telemetry.storage.clickhouse import connect
 from telemetry.storage.migrate import bundled_migrations, migrate
-
-
-@pytest.fixture(scope="session")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Client:
-    return connect(f"chdb://{tmp_path_factory.mktemp('chdb')}")
 
 
 @pytest.fixture
