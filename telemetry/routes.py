@@ -19,7 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -136,6 +136,7 @@ class RoutePolicy(BaseModel):
     quality_false_alarms_per_month: float = Field(0.25, gt=0, description="Target; sets CUSUM h.")
     quality_h: float | None = Field(None, gt=0, description="Fixed CUSUM h; default: from the target.")
     quality_accept_after: Duration = Field(7 * _DAY, description="A regression this old becomes the baseline.")
+    quality_baseline_lag: Duration = Field(6 * _HOUR, le=24 * _HOUR, description="Quarantine before the baseline.")
 
     # --- CostSpike ------------------------------------------------------------------------
     cost_fire_ratio: float = Field(1.5, gt=1)
@@ -227,15 +228,18 @@ class RoutePolicy(BaseModel):
 
     def severity_of(self, alertname: str) -> Severity:
         """The severity label of ``alertname`` on this route."""
-        return self.severity.get(alertname, DEFAULT_SEVERITY.get(alertname, "warning"))  # type: ignore[call-overload]
+        configured = cast(dict[str, Severity], self.severity).get(alertname)
+        return configured or DEFAULT_SEVERITY.get(alertname, "warning")
 
     def for_ms(self, alertname: str) -> int:
         """Pending duration before ``alertname`` fires (0 = fires on the deciding evaluation)."""
-        return self.pending_for.get(alertname, DEFAULT_FOR_MS.get(alertname, 0))  # type: ignore[call-overload]
+        configured = cast(dict[str, int], self.pending_for).get(alertname)
+        return DEFAULT_FOR_MS.get(alertname, 0) if configured is None else configured
 
     def keep_firing_ms(self, alertname: str) -> int:
         """How long ``alertname`` must stay clear before it resolves."""
-        return self.keep_firing_for.get(alertname, DEFAULT_KEEP_FIRING_MS.get(alertname, 0))  # type: ignore[call-overload]
+        configured = cast(dict[str, int], self.keep_firing_for).get(alertname)
+        return DEFAULT_KEEP_FIRING_MS.get(alertname, 0) if configured is None else configured
 
 
 class TeamPolicy(BaseModel):
@@ -276,7 +280,7 @@ class RoutesConfig:
     ``keep_firing_for`` tables are merged key by key).
     """
 
-    defaults: RoutePolicy = field(default_factory=RoutePolicy)
+    defaults: RoutePolicy = field(default_factory=lambda: RoutePolicy.model_validate({}))
     default_team: str = ""
     routes: Mapping[str, RoutePolicy] = field(default_factory=dict)
     teams: Mapping[str, TeamPolicy] = field(default_factory=dict)

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from telemetry.contracts._time import ms_to_datetime
-from telemetry.contracts.alert import Alert, fingerprint
+from telemetry.contracts.alert import ALERT_SCHEMA_VERSION, Alert, fingerprint
 
 EvidenceValue = float | int | str | None
 
@@ -137,6 +137,7 @@ class AlertLifecycle:
         state.last_sent_ms = now_ms
         fired = state.fired_at_ms if state.fired_at_ms is not None else now_ms
         return Alert(
+            schema_version=ALERT_SCHEMA_VERSION,
             fingerprint=fp,
             status="resolved" if status == "resolved" else "firing",
             labels=dict(state.labels),

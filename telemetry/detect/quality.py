@@ -12,12 +12,17 @@ Contract
   (quality_error_ratio - 1) * (1 - p0))`` — a 10-point drop, or a doubling of the failure rate
   when that is smaller (90% -> 80%, 99% -> 98%, 50% -> 40%). Steps: ``ln(q1/q0)`` on a fail,
   ``ln(p1/p0)`` on a pass; ``S = max(0, S + step)``; alarm at ``S >= h``.
-- ``h`` is chosen per baseline so that clean traffic at the baseline rate gives at most
+- ``h`` is chosen per baseline so that clean traffic gives at most
   ``quality_false_alarms_per_month`` (0.25) false alarms at the route's own verdict rate (Wald /
-  Siegmund average run length, :func:`telemetry.detect.stats.cusum_threshold`), clamped to
-  [4, 14]: about 7.3 at 50 judged/hour, 9.6 at 500/hour. ``quality_h`` fixes it instead.
-- The baseline does not absorb a regression: a verdict enters it only while there is no alarm
-  and ``S < h/2``; during an alarm ``p0``, ``p1`` and ``h`` are frozen.
+  Siegmund average run length, :func:`telemetry.detect.stats.cusum_threshold`), designed for a
+  clean rate one standard error below the baseline estimate (the false-alarm rate averaged over
+  baseline noise is what a route sees), clamped to [4, 14]: about 7.7 at 50 judged/hour and 90%,
+  about 10 at 500/hour. ``quality_h`` fixes it instead.
+- The baseline does not absorb a regression: a verdict waits ``quality_baseline_lag`` (6 h) in
+  quarantine before it enters the baseline, and an alarm discards the quarantine (it holds the
+  regression's onset: at 50 judged/hour a 10-point drop is caught in ~3-4 h). During an alarm
+  ``p0``, ``p1`` and ``h`` are frozen and no verdict enters the baseline. (Leaving out verdicts
+  while the CUSUM is merely elevated would bias the baseline up and raise false alarms.)
 - Resolution: during an alarm a reverse CUSUM tests ``p1`` against ``p0`` with the same ``h``;
   it clears the alarm when the pass rate is back near the baseline (about 180 verdicts at 90%).
   A regression still present after ``quality_accept_after`` (7 days) becomes the new baseline
@@ -68,6 +73,10 @@ class EvaluatorState:
     vh_key: list[int] = field(default_factory=lambda: [-1] * HOUR_SLOTS)
     vh_pass: list[int] = field(default_factory=lambda: [0] * HOUR_SLOTS)
     vh_n: list[int] = field(default_factory=lambda: [0] * HOUR_SLOTS)
+    # quarantine: verdicts wait quality_baseline_lag (by verdict hour) before entering the baseline
+    pend_key: list[int] = field(default_factory=lambda: [-1] * HOUR_SLOTS)
+    pend_pass: list[int] = field(default_factory=lambda: [0] * HOUR_SLOTS)
+    pend_n: list[int] = field(default_factory=lambda: [0] * HOUR_SLOTS)
     models: dict[str, list[int]] = field(default_factory=dict)  # served model -> [passed, judged]
     # parameters, recomputed from the baseline every few verdicts
     base_pass: int = 0
@@ -212,11 +221,25 @@ class QualityDetector:
                 st.alarm_model = max(st.run_models.items(), key=lambda kv: (kv[1], kv[0]))[0] if st.run_models else f.model
                 st.alarm_pass = st.alarm_n = 0
                 st.u = 0.0
+                # the quarantined verdicts hold the regression's onset: never let them in
+                st.pend_key = [-1] * HOUR_SLOTS
+                st.pend_pass = [0] * HOUR_SLOTS
+                st.pend_n = [0] * HOUR_SLOTS
                 return
-            if st.s >= 0.5 * st.h:
-                return  # elevated: keep this verdict out of the baseline
-        _bump(st.day_key, (st.day_pass, st.day_n), day, (ok, 1))
-        st.since_params += 1
+        hour = ts // HOUR_MS
+        _bump(st.pend_key, (st.pend_pass, st.pend_n), hour, (ok, 1))
+        self._release(st, hour - policy.quality_baseline_lag // HOUR_MS)
+
+    @staticmethod
+    def _release(st: EvaluatorState, up_to_hour: int) -> None:
+        """Move quarantined hours up to ``up_to_hour`` into the daily baseline ring."""
+        for s, h in enumerate(st.pend_key):
+            if 0 <= h <= up_to_hour:
+                if st.pend_n[s]:
+                    _bump(st.day_key, (st.day_pass, st.day_n), h * HOUR_MS // DAY_MS, (st.pend_pass[s], st.pend_n[s]))
+                    st.since_params += st.pend_n[s]
+                st.pend_key[s] = -1
+                st.pend_pass[s] = st.pend_n[s] = 0
 
     @staticmethod
     def _params(st: EvaluatorState, day: int, policy: RoutePolicy) -> None:
@@ -241,7 +264,10 @@ class QualityDetector:
             span = min(policy.quality_baseline_days * DAY_MS, max(HOUR_MS, st.last_ms - st.first_ms))
             per_month = n / span * 30 * DAY_MS
             arl0 = per_month / policy.quality_false_alarms_per_month
-            h = cusum_threshold(p_hat, up, down, arl0, H_MIN, H_MAX)
+            # design for the pessimistic end of the baseline's noise (p_hat - 1 sd): the false-alarm
+            # rate is an average over that noise, and it is exponential in it
+            p_design = max(p0, p_hat - math.sqrt(p_hat * (1.0 - p_hat) / n))
+            h = cusum_threshold(p_design, up, down, arl0, H_MIN, H_MAX)
         st.p_hat, st.p0, st.p1, st.up, st.down, st.h = p_hat, p0, p1, up, down, h
         st.armed = True
 

@@ -95,8 +95,8 @@ class TierSwitchDetector:
     ) -> None:
         window_m = policy.tier_window // MINUTE_MS
         since = now_ms - policy.tier_window
-        for ref in w.refs.values():
-            ref.decay_to(w.cur)
+        for r in w.refs.values():
+            r.decay_to(w.cur)
         ref_total = sum(r.n for r in w.refs.values())
         if ref_total <= 0:
             return

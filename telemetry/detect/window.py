@@ -327,13 +327,13 @@ class RouteWindow:
         last = self.cur // 60
         key = (name, hours)
         cached = self._hcache.get(key)
-        col = getattr(self, name)
+        col: list[float] = getattr(self, name)
         if cached is None or cached[0] != self.hour_version or cached[1] != last:
             cached = (self.hour_version, last, self.hsum(col, last - hours + 1, last - 1))
             self._hcache[key] = cached
         s = last % HOUR_SLOTS
         current = col[s] if self.hkey[s] == last else 0
-        minute_col = getattr(self, _MINUTE_OF[name])
+        minute_col: list[float] = getattr(self, _MINUTE_OF[name])
         return cached[2] + current + minute_col[self.cur % MINUTE_SLOTS]
 
     def hour_values(self, first_hour: int, last_hour: int) -> list[tuple[int, int, int, float, int]]:
