@@ -29,7 +29,9 @@ def wilson(passed: float, n: float, z: float = Z95_TWO_SIDED) -> tuple[float, fl
     centre = p + z2 / (2.0 * n)
     half = z * math.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n))
     denom = 1.0 + z2 / n
-    return max(0.0, (centre - half) / denom), min(1.0, (centre + half) / denom)
+    low = 0.0 if p <= 0.0 else max(0.0, min(p, (centre - half) / denom))
+    high = 1.0 if p >= 1.0 else min(1.0, max(p, (centre + half) / denom))
+    return low, high
 
 
 def _log_pmf(k: int, n: int, p: float) -> float:
