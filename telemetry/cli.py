@@ -11,6 +11,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from telemetry.errors import TelemetryError
 from telemetry.settings import Settings, load_settings
 
@@ -162,6 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TELEMETRY_{str(e['loc'][0]).upper() if e['loc'] else '?'}: {e['msg']}" for e in exc.errors()
+        )
+        return _fail(f"invalid configuration: {problems}")
+    try:
         return int(args.func(args, settings) or 0)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

@@ -1,0 +1,87 @@
+"""TierSwitch: the served model of a route moves to a pricier one."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from telemetry.detect.engine import DetectionEngine
+from telemetry.detect.testing import DAY, HOUR, MINUTE, Driver, Profile
+from telemetry.routes import RoutesConfig
+
+SMALL = Profile(route="support.answer", per_minute=10, model="chat-default", served_model="small",
+                cost_usd=0.01, judged_per_minute=1, pass_rate=0.8)
+
+
+def _driver(seed: int = 1) -> Driver:
+    return Driver(DetectionEngine(RoutesConfig.load(None), env="test"), seed=seed)
+
+
+def test_switch_to_a_pricier_model_fires_with_cost_and_quality_evidence() -> None:
+    d = _driver()
+    d.run(SMALL, 24 * 60)
+    change = d.now_ms
+    d.run(replace(SMALL, served_model="large", cost_usd=0.03, pass_rate=0.9), 30)
+    fired = d.firing("TierSwitch")
+    assert len(fired) == 1
+    alert = fired[0]
+    assert alert.labels["model"] == "large"
+    assert (alert.decided_at.timestamp() * 1000 - change) / MINUTE <= 6
+    ev = alert.evidence
+    assert ev["previous_model"] == "small" and ev["new_model"] == "large"
+    assert ev["requested_model"] == "chat-default" and ev["served_differs_from_requested_share"] == 1.0
+    before, after = float(ev["cost_per_request_before"]), float(ev["cost_per_request_after"])  # type: ignore[arg-type]
+    assert 0.009 < before < 0.0115 and 0.027 < after < 0.035
+    # monthly delta = delta per request x requests/s of the new model x 30 days
+    rps = float(ev["new_model_requests_per_second"])  # type: ignore[arg-type]
+    assert abs(float(ev["monthly_delta_usd"]) - (after - before) * rps * 30 * 86400) < 1.0  # type: ignore[arg-type]
+    assert 0.75 < float(ev["quality_before"]) < 0.85 and int(ev["quality_before_judged"]) > 1000  # type: ignore[arg-type]
+    assert ev["previous_tier_up_within_90d"] is None
+    assert "large" in alert.annotations["summary"] and "/month" in alert.annotations["summary"]
+
+
+def test_tier_switch_resolves_after_the_hold_and_does_not_repage() -> None:
+    d = _driver(seed=2)
+    d.run(SMALL, 24 * 60)
+    large = replace(SMALL, served_model="large", cost_usd=0.03)
+    d.run(large, 3 * 60)
+    notes = [a for _, a in d.notifications if a.alertname == "TierSwitch"]
+    assert [a.status for a in notes] == ["firing", "resolved"]
+    held = (notes[1].ends_at.timestamp() - notes[0].starts_at.timestamp()) * 1000  # type: ignore[union-attr]
+    assert HOUR <= held <= HOUR + 2 * MINUTE
+    assert notes[1].evidence["quality_after_judged"] > 0  # type: ignore[operator]
+
+
+def test_repeated_tier_up_names_the_previous_one_within_90_days() -> None:
+    d = _driver(seed=3)
+    d.run(SMALL, 24 * 60)
+    large = replace(SMALL, served_model="large", cost_usd=0.03)
+    d.run(large, 5 * 24 * 60)
+    d.run(replace(large, served_model="frontier", cost_usd=0.09), 30)
+    fired = d.firing("TierSwitch")
+    assert [a.labels["model"] for a in fired] == ["large", "frontier"]
+    ev = fired[1].evidence
+    assert ev["previous_tier_up_within_90d"] == fired[0].starts_at.strftime("%Y-%m-%d")
+    assert ev["previous_tier_up_from"] == "small" and ev["previous_tier_up_to"] == "large"
+    assert ev["previous_model"] == "large"
+    assert "tier-up also on" in fired[1].annotations["summary"]
+
+
+def test_cheaper_or_unpriced_switches_and_fresh_routes_do_not_fire() -> None:
+    d = _driver(seed=4)
+    d.run(SMALL, 24 * 60)
+    d.run(replace(SMALL, served_model="tiny", cost_usd=0.002), 60)
+    d.run(replace(SMALL, served_model="mystery", cost_usd=None), 60)
+    assert d.firing("TierSwitch") == []
+
+    d = _driver(seed=5)  # a route's first model is its baseline, not a switch
+    d.run(replace(SMALL, served_model="large", cost_usd=0.03), 2 * 60)
+    assert d.firing("TierSwitch") == []
+
+
+def test_gradual_rollout_of_a_pricier_model_fires_once() -> None:
+    d = _driver(seed=6)
+    d.run(SMALL, 24 * 60)
+    mixed = [replace(SMALL, per_minute=7), replace(SMALL, per_minute=3, served_model="large", cost_usd=0.03)]
+    d.run(mixed, 60)
+    d.run(replace(SMALL, served_model="large", cost_usd=0.03), 2 * DAY // MINUTE)
+    assert [a.labels["model"] for a in d.firing("TierSwitch")] == ["large"]
