@@ -17,12 +17,13 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from telemetry.contracts.verdict import VerdictEvent
 from telemetry.ingest.batch import DecodedBatch, RawMessage, decode_requests, decode_verdicts
 from telemetry.ingest.deadletter import DeadLetter
 from telemetry.ingest.join import JoinOutcome, JoinState
@@ -133,7 +134,7 @@ class Pipeline:
             self.store.rebuild_aggregates()
             self.counters["aggregate_rebuilds"] += 1
 
-    async def _replay_unjoined(self, unjoined: list) -> None:  # type: ignore[type-arg]
+    async def _replay_unjoined(self, unjoined: list[VerdictEvent]) -> None:
         """Verdicts parked before a stop whose request is stored by now are joined here."""
         assert self.store is not None and self.join is not None
         ids = {v.request_id for v in unjoined}
@@ -261,5 +262,3 @@ def new_producer_for(settings: Settings) -> AIOKafkaProducer:
 
     return new_producer(settings)
 
-
-Runner = Callable[[Kind, Sequence[RawMessage]], Awaitable[None]]
