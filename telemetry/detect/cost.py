@@ -60,6 +60,10 @@ class CostState:
     base_log: float | None = None
     base_sigma: float = 0.0
     base_hours: int = 0
+    base: float = 0.0
+    fire_short: float = 0.0
+    fire_long: float = 0.0
+    fire_6h: float = 0.0
 
 
 class CostSpikeDetector:
@@ -89,11 +93,10 @@ class CostSpikeDetector:
         if st.base_log is None:
             st.active = False
             return []
-        base = math.exp(st.base_log)
+        base = st.base
         short_m = policy.cost_short_window // MINUTE_MS
         long_m = policy.cost_long_window // MINUTE_MS
-        fire_s = max(policy.cost_fire_ratio, math.exp(policy.cost_noise_z * st.base_sigma * math.sqrt(60 / short_m)))
-        fire_l = max(policy.cost_fire_ratio, math.exp(policy.cost_noise_z * st.base_sigma * math.sqrt(60 / long_m)))
+        fire_s, fire_l, fire_6h = st.fire_short, st.fire_long, st.fire_6h
         clear_s = fire_s * policy.cost_clear_ratio / policy.cost_fire_ratio
 
         n_s = w.wsum(w.priced, short_m)
@@ -101,16 +104,18 @@ class CostSpikeDetector:
             st.active = False
             return []
         cpr_s = w.wsum(w.cost, short_m) / n_s
-        ratio_s = cpr_s / base if base > 0 else math.inf
+        ratio_s = cpr_s / base
         if st.active and st.metric == "cost_per_request":
             if ratio_s < clear_s:
                 st.active = False
                 return []
             return [self._condition(route, w, policy, st, now_ms, base, fire_s, clear_s, pass_rates())]
         n_l = w.wsum(w.priced, long_m)
-        cpr_l = w.wsum(w.cost, long_m) / n_l if n_l else 0.0
-        ratio_l = cpr_l / base if base > 0 else math.inf
-        if ratio_s >= fire_s and n_l >= policy.cost_min_requests and ratio_l >= fire_l:
+        if n_l < policy.cost_min_requests:
+            st.active = False
+            return []
+        ratio_l = w.wsum(w.cost, long_m) / n_l / base
+        if ratio_s >= fire_s and ratio_l >= fire_l:
             st.active, st.metric = True, "cost_per_request"
             return [self._condition(route, w, policy, st, now_ms, base, fire_s, clear_s, pass_rates())]
 
@@ -119,20 +124,20 @@ class CostSpikeDetector:
         if rates is None or rates.passed_1h < _MIN_PASSED or rates.passed_6h < _MIN_PASSED:
             st.active = False
             return []
-        cpr_6h = self._cpr_hours(w, 6)
-        if cpr_6h is None or n_l < policy.cost_min_requests:
-            st.active = False
-            return []
         cpc_1h = ratio_l * rates.baseline / (rates.passed_1h / rates.judged_1h)
-        cpc_6h = (cpr_6h / base) * rates.baseline / (rates.passed_6h / rates.judged_6h)
-        fire_6h = max(policy.cost_fire_ratio, math.exp(policy.cost_noise_z * st.base_sigma / math.sqrt(6)))
         if st.active and st.metric == "cost_per_correct":
             if cpc_1h < fire_l * policy.cost_clear_ratio / policy.cost_fire_ratio:
                 st.active = False
                 return []
-        elif not (cpc_1h >= fire_l and cpc_6h >= fire_6h):
-            st.active = False
-            return []
+        else:
+            if cpc_1h < fire_l:
+                st.active = False
+                return []
+            cpr_6h = self._cpr_hours(w, 6)
+            cpc_6h = (cpr_6h or 0.0) / base * rates.baseline / (rates.passed_6h / rates.judged_6h)
+            if cpc_6h < fire_6h:
+                st.active = False
+                return []
         st.active, st.metric = True, "cost_per_correct"
         return [self._condition(route, w, policy, st, now_ms, base, fire_s, clear_s, rates)]
 
@@ -156,7 +161,16 @@ class CostSpikeDetector:
             st.base_log, st.base_sigma, st.base_hours = None, 0.0, len(logs)
             return
         centre = median(logs)
-        st.base_log, st.base_sigma, st.base_hours = centre, mad_sigma(logs, centre), len(logs)
+        sigma = mad_sigma(logs, centre)
+        st.base_log, st.base_sigma, st.base_hours = centre, sigma, len(logs)
+        st.base = math.exp(centre)
+
+        def level(minutes: float) -> float:
+            return max(policy.cost_fire_ratio, math.exp(policy.cost_noise_z * sigma * math.sqrt(60 / minutes)))
+
+        st.fire_short = level(policy.cost_short_window / MINUTE_MS)
+        st.fire_long = level(policy.cost_long_window / MINUTE_MS)
+        st.fire_6h = level(360)
 
     def _condition(
         self,
@@ -255,4 +269,3 @@ class CostSpikeDetector:
         det = cls()
         det.states = {route: CostState(**raw) for route, raw in data.items()}
         return det
-

@@ -69,8 +69,7 @@ class DetectionEngine:
         self._cache: dict[str, tuple[int, list[Condition], Spend | None]] = {}
         self._last_forget_minute = -1
         self._has_budgets = any(p.monthly_budget_usd for p in routes.routes.values()) or bool(
-            routes.defaults.monthly_budget_usd
-            or any(t.monthly_budget_usd for t in routes.teams.values())
+            routes.defaults.monthly_budget_usd or any(t.monthly_budget_usd for t in routes.teams.values())
         )
 
     # --- input -----------------------------------------------------------------------------
@@ -222,9 +221,9 @@ class DetectionEngine:
             state = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise ValueError(f"not a detection snapshot: {exc}") from exc
-        if not isinstance(state, dict) or state.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"detection snapshot version {state.get('version') if isinstance(state, dict) else None!r} "
-                             f"is not {SNAPSHOT_VERSION}")
+        version = state.get("version") if isinstance(state, dict) else None
+        if version != SNAPSHOT_VERSION:
+            raise ValueError(f"detection snapshot version {version!r} is not {SNAPSHOT_VERSION}")
         engine = cls(routes, env)
         engine.now_ms = int(state["now_ms"])
         for route, raw in state["windows"].items():

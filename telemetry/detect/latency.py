@@ -13,8 +13,9 @@ Contract
   (a marginal breach does not page), and the exact one-sided binomial p-value of that many slow
   requests under the allowed share is at most ``latency_alpha`` (1e-4; evaluated every few
   seconds, this keeps false pages rare).
-- Clear when the shortest window with enough requests has a slow share at or below the allowed
-  share, or no window has enough requests: **too little data means no page**.
+- Firing and holding also need the shortest window with enough requests to be over the allowed
+  share *now* (the 1 h window keeps an old breach for an hour). Clear when it is at or below
+  the allowed share, or no window has enough requests: **too little data means no page**.
 - One alert per route (``model`` ``""``); evidence per quantile: target, counts, slow share,
   p-value, and an approximate observed quantile (±10%, from a coarse histogram).
 """
@@ -88,7 +89,9 @@ class LatencySLODetector:
                     p = binom_sf(slow, n, allowed)
                     if p <= policy.latency_alpha and (fire is None or p < fire.p_value):
                         fire = _Check(name, target, allowed, window_m, n, slow, p)
-            now_active = fire is not None or (was and bool(holding))
+            # the shortest window with enough requests must show a breach now, both to fire and to
+            # hold: the long window still holds a breach for an hour after recovery
+            now_active = bool(holding) and (was or fire is not None)
             st.active[name] = now_active
             if now_active:
                 if fire is None:
@@ -125,14 +128,11 @@ class LatencySLODetector:
                 f"requests slower (allowed {pct(c.allowed, 0)}) in {c.window_m}m"
             )
         summary = clip(f"{route} " + "; ".join(parts))
-        description = (
-            f"Route {route} breaches its latency SLO. "
-            + " ".join(
-                f"{c.name}: {c.slow} of {c.n} ok requests in the last {c.window_m} min were slower than "
-                f"{c.target:,.0f} ms ({pct(c.slow / c.n)}; the SLO allows {pct(c.allowed, 0)}; one-sided "
-                f"binomial p={c.p_value:.2g})."
-                for c in checks
-            )
+        description = f"Route {route} breaches its latency SLO. " + " ".join(
+            f"{c.name}: {c.slow} of {c.n} ok requests in the last {c.window_m} min were slower than "
+            f"{c.target:,.0f} ms ({pct(c.slow / c.n)}; the SLO allows {pct(c.allowed, 0)}; one-sided "
+            f"binomial p={c.p_value:.2g})."
+            for c in checks
         )
         return Condition(
             alertname=LATENCY_SLO_BREACH,

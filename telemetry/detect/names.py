@@ -39,9 +39,7 @@ ALERT_NAMES: Final[tuple[str, ...]] = (
     BUDGET_OVERRUN,
 )
 
-INHIBITED_BY_ERROR_STORM: Final[frozenset[str]] = frozenset(
-    {QUALITY_REGRESSION, COST_SPIKE, LATENCY_SLO_BREACH}
-)
+INHIBITED_BY_ERROR_STORM: Final[frozenset[str]] = frozenset({QUALITY_REGRESSION, COST_SPIKE, LATENCY_SLO_BREACH})
 """While a route's ErrorStorm fires, these alerts of the same route are symptoms: not sent.
 
 TierSwitch (often the cause of a storm), RetryAmplification (its own harm: load and spend),

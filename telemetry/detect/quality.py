@@ -16,8 +16,8 @@ Contract
   ``quality_false_alarms_per_month`` (0.25) false alarms at the route's own verdict rate (Wald /
   Siegmund average run length, :func:`telemetry.detect.stats.cusum_threshold`), designed for a
   clean rate one standard error below the baseline estimate (the false-alarm rate averaged over
-  baseline noise is what a route sees), clamped to [4, 14]: about 7.7 at 50 judged/hour and 90%,
-  about 10 at 500/hour. ``quality_h`` fixes it instead.
+  baseline noise is what a route sees), clamped to [4, 14]: at a 90% pass rate about 7.8 at 50
+  judged/hour, 10.3 at 500/hour, 5.1 at 5/hour. ``quality_h`` fixes it instead.
 - The baseline does not absorb a regression: a verdict waits ``quality_baseline_lag`` (6 h) in
   quarantine before it enters the baseline, and an alarm discards the quarantine (it holds the
   regression's onset: at 50 judged/hour a 10-point drop is caught in ~3-4 h). During an alarm
@@ -218,7 +218,8 @@ class QualityDetector:
                 st.alarm = True
                 st.alarm_since_ms = ts
                 st.alarm_s = st.s
-                st.alarm_model = max(st.run_models.items(), key=lambda kv: (kv[1], kv[0]))[0] if st.run_models else f.model
+                top = max(st.run_models.items(), key=lambda kv: (kv[1], kv[0])) if st.run_models else None
+                st.alarm_model = top[0] if top else f.model
                 st.alarm_pass = st.alarm_n = 0
                 st.u = 0.0
                 # the quarantined verdicts hold the regression's onset: never let them in
@@ -358,9 +359,7 @@ class QualityDetector:
             "change_point_at": change_at,
             "also_alarmed_evaluators": ", ".join(others) or None,
         }
-        summary = clip(
-            f"{route} pass rate fell to {pct(recent)} (baseline {pct(st.p_hat)}) on {model} [{evaluator}]"
-        )
+        summary = clip(f"{route} pass rate fell to {pct(recent)} (baseline {pct(st.p_hat)}) on {model} [{evaluator}]")
         description = (
             f"{st.kind} evaluator {evaluator}: {rp}/{rn} judged requests passed since about {change_at} "
             f"({pct(recent)}, 95% Wilson {pct(r_lo)}-{pct(r_hi)}) against a "

@@ -121,8 +121,8 @@ class ErrorStormDetector:
             f"requested model {top_model or 'n/a'} ({top_models[top_model]}). Fires at >= "
             f"{policy.storm_min_errors} errors and >= {pct(policy.storm_min_share, 0)} of requests (baseline "
             f"error share {pct(st.base_share)}), clears below {pct(policy.storm_clear_share, 0)} over "
-            f"{max(window_m, policy.storm_clear_window // MINUTE_MS)} min. While it fires, quality, cost and latency alerts "
-            f"of this route are inhibited as symptoms."
+            f"{max(window_m, policy.storm_clear_window // MINUTE_MS)} min. While it fires, quality, cost and "
+            f"latency alerts of this route are inhibited as symptoms."
         )
         return [
             Condition(

@@ -5,6 +5,7 @@ Pure and deterministic (``random.Random(seed)``); time is explicit event time in
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -140,7 +141,7 @@ class Driver:
             return 0
         if mean > 50:
             return max(0, round(self.rng.gauss(mean, mean**0.5)))
-        limit, k, prod = pow(2.718281828459045, -mean), 0, self.rng.random()
+        limit, k, prod = math.exp(-mean), 0, self.rng.random()
         while prod > limit:
             k += 1
             prod *= self.rng.random()
@@ -156,15 +157,32 @@ class Driver:
             ts = start + rng.randrange(span)
             if rng.random() < p.error_rate:
                 requests.append(
-                    request(ts, p.route, team=p.team, model=p.model, cost_usd=0.0, latency_ms=50.0,
-                            status="error", error_type=p.error_type)
+                    request(
+                        ts,
+                        p.route,
+                        team=p.team,
+                        model=p.model,
+                        cost_usd=0.0,
+                        latency_ms=50.0,
+                        status="error",
+                        error_type=p.error_type,
+                    )
                 )
                 continue
             attempt = 1
             while attempt < 3 and rng.random() < p.retry_rate:
                 requests.append(
-                    request(ts, p.route, team=p.team, model=p.model, cost_usd=0.0, latency_ms=50.0,
-                            status="error", error_type="rate_limited", attempt=attempt)
+                    request(
+                        ts,
+                        p.route,
+                        team=p.team,
+                        model=p.model,
+                        cost_usd=0.0,
+                        latency_ms=50.0,
+                        status="error",
+                        error_type="rate_limited",
+                        attempt=attempt,
+                    )
                 )
                 attempt += 1
             cost = None if p.cost_usd is None else p.cost_usd * rng.lognormvariate(0.0, p.cost_jitter)
@@ -184,14 +202,22 @@ class Driver:
         for _ in range(self._poisson(p.judged_per_minute * minutes)):
             ts = start + rng.randrange(span)
             verdicts.append(
-                verdict(ts, p.route, passed=rng.random() < p.pass_rate, evaluator=p.evaluator,
-                        kind=p.verdict_kind, model=p.served_model, request_ts_ms=ts - 30_000)
+                verdict(
+                    ts,
+                    p.route,
+                    passed=rng.random() < p.pass_rate,
+                    evaluator=p.evaluator,
+                    kind=p.verdict_kind,
+                    model=p.served_model,
+                    request_ts_ms=ts - 30_000,
+                )
             )
         verdicts.sort(key=lambda v: v.ts_ms)
 
     def firing(self, alertname: str | None = None) -> list[Alert]:
         """First notifications (sequence 1) of firing alerts, optionally of one alert name."""
         return [
-            a for _, a in self.notifications
+            a
+            for _, a in self.notifications
             if a.status == "firing" and a.sequence == 1 and (alertname is None or a.alertname == alertname)
         ]

@@ -101,7 +101,9 @@ class TierSwitchDetector:
         if ref_total <= 0:
             return
         # cheap gate: a model seen recently whose reference share leaves room for a switch
-        room = [m for m, r in w.refs.items() if r.last_seen_ms >= since and r.n / ref_total <= 1 - policy.tier_min_share]
+        room = [
+            m for m, r in w.refs.items() if r.last_seen_ms >= since and r.n / ref_total <= 1 - policy.tier_min_share
+        ]
         if not room and not st.latched:
             return
         recent = w.model_window(window_m)
@@ -230,7 +232,5 @@ class TierSwitchDetector:
     def from_state(cls, data: dict[str, Any]) -> TierSwitchDetector:
         det = cls()
         for route, raw in data.items():
-            det.states[route] = TierState(
-                latched=dict(raw["latched"]), events=[TierEvent(**e) for e in raw["events"]]
-            )
+            det.states[route] = TierState(latched=dict(raw["latched"]), events=[TierEvent(**e) for e in raw["events"]])
         return det

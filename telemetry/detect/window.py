@@ -38,6 +38,13 @@ _HOUR_COLUMNS = ("hreq", "hok", "hlen", "hcost", "hpriced", "herr")
 _MINUTE_OF = {"hreq": "req", "hok": "ok", "hlen": "length", "hcost": "cost", "hpriced": "priced", "herr": "err"}
 
 
+def _dense(pairs: list[list[int]]) -> list[int]:
+    hist = [0] * (len(LATENCY_BOUNDS) + 1)
+    for i, n in pairs:
+        hist[i] = n
+    return hist
+
+
 class ModelRef:
     """Decayed request/cost counts of one served model on one route."""
 
@@ -410,7 +417,7 @@ class RouteWindow:
             hkey=self.hkey,
             models=self.models,
             errors=[None if e is None else [[k[0], k[1], n] for k, n in e.items()] for e in self.errors],
-            hist=self.hist,
+            hist=[None if h is None else [[i, n] for i, n in enumerate(h) if n] for h in self.hist],
             refs={k: r.to_list() for k, r in self.refs.items()},
         )
         return state
@@ -425,6 +432,6 @@ class RouteWindow:
         w.hkey = list(data["hkey"])
         w.models = [{k: list(v) for k, v in d.items()} for d in data["models"]]
         w.errors = [None if e is None else {(t, m): n for t, m, n in e} for e in data["errors"]]
-        w.hist = [None if h is None else list(h) for h in data["hist"]]
+        w.hist = [None if h is None else _dense(h) for h in data["hist"]]
         w.refs = {k: ModelRef.from_list(v) for k, v in data["refs"].items()}
         return w

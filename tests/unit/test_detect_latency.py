@@ -8,9 +8,7 @@ from telemetry.detect.engine import DetectionEngine
 from telemetry.detect.testing import MINUTE, Driver, Profile
 from telemetry.routes import RoutesConfig
 
-CONFIG = RoutesConfig.from_mapping(
-    {"routes": {"chat": {"latency_p95_ms": 1000, "latency_p99_ms": 1600}}}
-)
+CONFIG = RoutesConfig.from_mapping({"routes": {"chat": {"latency_p95_ms": 1000, "latency_p99_ms": 1600}}})
 CLEAN = Profile(route="chat", per_minute=10, latency_ms=500, latency_sigma=0.3)  # p95 ~ 820 ms
 
 

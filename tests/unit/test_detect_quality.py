@@ -118,8 +118,9 @@ def test_persistent_regression_becomes_the_baseline_after_accept_after() -> None
 
 def test_fixed_h_and_two_wrong_cannot_page() -> None:
     det = QualityDetector()
-    config = RoutesConfig.from_mapping({"defaults": {"quality_h": 5.0, "quality_min_verdicts": 20,
-                                                      "quality_baseline_lag": "0s"}})
+    config = RoutesConfig.from_mapping(
+        {"defaults": {"quality_h": 5.0, "quality_min_verdicts": 20, "quality_baseline_lag": "0s"}}
+    )
     det.observe([verdict(T0 + i * 60_000, passed=i % 10 != 0) for i in range(400)], config.for_route)
     st = det.states["r"]["judge@v1"]
     assert st.armed and st.h == 5.0

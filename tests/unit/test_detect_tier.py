@@ -8,8 +8,15 @@ from telemetry.detect.engine import DetectionEngine
 from telemetry.detect.testing import DAY, HOUR, MINUTE, Driver, Profile
 from telemetry.routes import RoutesConfig
 
-SMALL = Profile(route="support.answer", per_minute=10, model="chat-default", served_model="small",
-                cost_usd=0.01, judged_per_minute=1, pass_rate=0.8)
+SMALL = Profile(
+    route="support.answer",
+    per_minute=10,
+    model="chat-default",
+    served_model="small",
+    cost_usd=0.01,
+    judged_per_minute=1,
+    pass_rate=0.8,
+)
 
 
 def _driver(seed: int = 1) -> Driver:

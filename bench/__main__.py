@@ -1,0 +1,259 @@
+"""``python -m bench``: end-to-end throughput, the raw-consumer ceiling, alert latency, peak memory.
+
+Phases (each on its own topics ``bench.<run id>.*``, consumer groups and data directories):
+
+1. pre-load ``--requests`` requests and verdicts for ``--verdict-sample`` of them (bulk produce);
+2. ceiling: a bare aiokafka consumer process reads them all and ``orjson.loads`` each;
+3. throughput: the worker starts cold and is timed until every event is stored and committed;
+4. alert latency: a fresh worker under steady load, incidents injected, produce-to-alert time;
+5. micro-profile: each per-event step of the worker timed alone in a separate process.
+
+Progress goes to stderr; the last line on stdout is one JSON object (see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.report import format_summary, summarize
+
+
+def _log(msg: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {msg}\n")
+    sys.stderr.flush()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def machine_info(kafka_version: str | None) -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gib = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+    from importlib.metadata import version
+
+    def v(name: str) -> str | None:
+        try:
+            return version(name)
+        except Exception:  # noqa: BLE001
+            return None
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "mem_gib": mem_gib,
+        "python": platform.python_version(),
+        "kafka": kafka_version,
+        "faust_streaming": v("faust-streaming"),
+        "aiokafka": v("aiokafka"),
+        "chdb": v("chdb"),
+        "pydantic": v("pydantic"),
+        "orjson": v("orjson"),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    ap.add_argument("--requests", type=int, default=1_000_000, help="requests to pre-load")
+    ap.add_argument("--verdict-sample", type=float, default=0.2, help="fraction of requests that get a verdict")
+    ap.add_argument("--seed", type=int, default=20250601)
+    w = ap.add_argument_group("worker knobs")
+    w.add_argument("--batch-size", type=int, default=None, help="TELEMETRY_BATCH_SIZE (default: the worker's, 5000)")
+    w.add_argument("--batch-seconds", type=float, default=None, help="TELEMETRY_BATCH_SECONDS (default: the worker's, 1.0)")
+    w.add_argument("--partitions", type=int, default=4, help="partitions of every bench topic")
+    w.add_argument("--join-cache-size", type=int, default=None, help="TELEMETRY_JOIN_CACHE_SIZE (default: the worker's)")
+    p = ap.add_argument_group("phases")
+    p.add_argument("--skip-ceiling", action="store_true")
+    p.add_argument("--skip-throughput", action="store_true", help="skip pre-load, ceiling and throughput")
+    p.add_argument("--skip-latency", action="store_true")
+    p.add_argument("--skip-micro", action="store_true")
+    p.add_argument("--incidents", type=int, default=16, help="incident injections in the latency phase")
+    p.add_argument("--load-rate", type=float, default=2000.0, help="steady events/s during the latency phase")
+    p.add_argument("--burst-rate", type=float, default=50.0, help="incident events/s on the incident's route")
+    p.add_argument("--micro-requests", type=int, default=50_000, help="requests for the micro-profile")
+    p.add_argument("--profile-worker", action="store_true",
+                   help="run the throughput worker under bench.probe (GC timer + stack sampler; ~1%% overhead)")
+    o = ap.add_argument_group("other")
+    o.add_argument("--compression", default=None, help="producer compression (gzip; lz4/zstd/snappy need cramjam)")
+    o.add_argument("--timeout", type=float, default=900.0, help="give up on the throughput phase after this many seconds")
+    o.add_argument("--data-dir", type=Path, default=None, help="where run directories go (default: a temp dir)")
+    o.add_argument("--keep", action="store_true", help="keep topics and data directories")
+    o.add_argument("--json-out", type=Path, default=None, help="also write every detail as JSON here")
+    return ap.parse_args(argv)
+
+
+async def _cleanup_topics(settings: Any, prefix: str) -> list[str]:
+    from bench.kafkautil import delete_topics
+
+    return await delete_topics(settings.kafka_bootstrap, settings.kafka_client_options(), prefix)
+
+
+def _run_json_child(args: list[str], timeout: float) -> dict[str, Any]:
+    from bench.workerproc import bench_env
+
+    proc = subprocess.run([sys.executable, *args], capture_output=True, timeout=timeout, env=bench_env(), check=False)
+    lines = [ln for ln in proc.stdout.decode().splitlines() if ln.strip()]
+    if not lines:
+        raise RuntimeError(f"{' '.join(args[:2])} printed nothing (exit {proc.returncode}): {proc.stderr.decode()[-2000:]}")
+    return dict(orjson.loads(lines[-1]))
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from telemetry.localkafka import broker_status, start_broker
+    from telemetry.settings import load_settings
+
+    started = time.monotonic()
+    base = load_settings()
+    status = broker_status(base)
+    if not status.running:
+        _log(f"no broker at {base.kafka_bootstrap}; starting the local one")
+        status = start_broker(base, log=_log)
+    run_id = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
+    prefix = f"bench.{run_id}."
+    root = (args.data_dir / run_id) if args.data_dir else Path(tempfile.mkdtemp(prefix=f"telemetry-bench-{run_id}-"))
+    root.mkdir(parents=True, exist_ok=True)
+    knobs: dict[str, Any] = {"topic_partitions": args.partitions}
+    if args.batch_size is not None:
+        knobs["batch_size"] = args.batch_size
+    if args.batch_seconds is not None:
+        knobs["batch_seconds"] = args.batch_seconds
+    if args.join_cache_size is not None:
+        knobs["join_cache_size"] = args.join_cache_size
+
+    def settings_for(phase: str) -> Any:
+        return load_settings(
+            data_dir=root / phase, topic_prefix=f"{prefix}{phase}.", consumer_group=f"bench-{run_id}-{phase}",
+            web_port=free_port(), clickhouse_dsn=None, **knobs,
+        )  # fmt: skip
+
+    tp_settings = settings_for("throughput")
+    config = {
+        "requests": args.requests, "verdict_sample": args.verdict_sample, "seed": args.seed,
+        "batch_size": tp_settings.batch_size, "batch_seconds": tp_settings.batch_seconds,
+        "partitions": args.partitions, "join_cache_size": tp_settings.join_cache_size,
+        "incidents": args.incidents, "load_rate": args.load_rate, "burst_rate": args.burst_rate,
+        "compression": args.compression or "none", "profile_worker": args.profile_worker,
+    }  # fmt: skip
+    machine = machine_info(status.version or base.kafka_version)
+    _log(f"run {run_id}: topics {prefix}*, data {root}; {config}")
+    preload_res = throughput_res = ceiling_res = latency_res = micro_res = None
+    try:
+        if not args.skip_throughput:
+            from bench.kafkautil import create_topics
+            from bench.preload import preload
+            from bench.throughput import run_throughput
+            from bench.traffic import TrafficMix
+
+            s = tp_settings
+            opts = s.kafka_client_options()
+            await create_topics(s.kafka_bootstrap, opts, [s.requests_topic, s.verdicts_topic], args.partitions)
+            now_ms = int(time.time() * 1000)
+            # a day of traffic ending 4 h ago: every verdict (judged <= 4 h later) is in the past
+            mix = TrafficMix(args.requests, start_ms=now_ms - 28 * 3_600_000, end_ms=now_ms - 4 * 3_600_000,
+                             verdict_sample=args.verdict_sample, seed=args.seed)  # fmt: skip
+            _log(f"preload: generating and producing {args.requests:,} requests + ~{args.requests * args.verdict_sample:,.0f} verdicts")
+            pre = await preload(s.kafka_bootstrap, opts, mix, s.requests_topic, s.verdicts_topic,
+                                compression=args.compression, progress=_log)  # fmt: skip
+            preload_res = {"requests": pre.requests, "verdicts": pre.verdicts, "events": pre.events, "bytes": pre.bytes,
+                           "seconds": round(pre.seconds, 2), "events_per_s": round(pre.events_per_s, 1),
+                           "produce_busy_s": round(pre.produce_busy_seconds, 2)}  # fmt: skip
+            _log(f"preload: {pre.events:,} events ({pre.bytes / 1e6:,.0f} MB) in {pre.seconds:.1f}s = {pre.events_per_s:,.0f} events/s")
+
+            if not args.skip_ceiling:
+                _log("ceiling: bare aiokafka consumer + orjson.loads in its own process")
+                ceiling_res = await asyncio.to_thread(
+                    _run_json_child,
+                    ["-m", "bench.ceiling", "--bootstrap", s.kafka_bootstrap, "--group", f"bench-{run_id}-ceiling",
+                     "--expect", str(pre.events), s.requests_topic, s.verdicts_topic],
+                    600.0,
+                )  # fmt: skip
+                _log(f"ceiling: {ceiling_res['messages']:,} messages, {ceiling_res['events_per_s']:,.0f} events/s "
+                     f"({ceiling_res['events_per_s_including_startup']:,.0f}/s with startup)")  # fmt: skip
+
+            _log("throughput: starting the worker cold")
+            probe_out = (root / "throughput-probe.json") if args.profile_worker else None
+            throughput_res = await run_throughput(s, root / "throughput-worker.log", n_requests=pre.requests,
+                                                  n_verdicts=pre.verdicts, timeout_s=args.timeout,
+                                                  probe_out=probe_out, progress=_log)  # fmt: skip
+            _log(f"throughput: {throughput_res['events']:,} events, {throughput_res['events_per_s']:,.0f} events/s after ready "
+                 f"({throughput_res['done_after_ready_s']:.1f}s), peak RSS {throughput_res['peak_rss_mib']} MiB")  # fmt: skip
+
+        if not args.skip_latency:
+            from bench.latency import run_latency
+
+            ls = settings_for("latency")
+            latency_res = await run_latency(ls, root / "latency-worker.log", incidents=args.incidents,
+                                            rate=args.load_rate, verdict_sample=args.verdict_sample,
+                                            burst_rate=args.burst_rate, seed=args.seed, progress=_log)  # fmt: skip
+            _log(f"latency: p50 {latency_res['p50_s']} s, p99 {latency_res['p99_s']} s over {latency_res['detected']} alerts")
+
+        if not args.skip_micro and args.micro_requests > 0:
+            _log(f"micro: per-step timings on {args.micro_requests:,} requests in a separate process")
+            micro_cmd = ["-m", "bench.micro", "--requests", str(args.micro_requests),
+                         "--verdict-sample", str(args.verdict_sample), "--batch-size", str(tp_settings.batch_size)]  # fmt: skip
+            micro_res = await asyncio.to_thread(_run_json_child, micro_cmd, 600.0)
+    finally:
+        if not args.keep:
+            with contextlib.suppress(Exception):
+                deleted = await _cleanup_topics(base, prefix)
+                _log(f"cleanup: deleted {len(deleted)} topics")
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            _log(f"kept topics {prefix}* and {root}")
+
+    summary = summarize(run_id=run_id, config=config, machine=machine, preload=preload_res, throughput=throughput_res,
+                        ceiling=ceiling_res, latency=latency_res, micro=micro_res,
+                        seconds=time.monotonic() - started)  # fmt: skip
+    if args.json_out:
+        detail = {"summary": summary, "preload": preload_res, "ceiling": ceiling_res, "throughput": throughput_res,
+                  "latency": latency_res, "micro": micro_res}  # fmt: skip
+        args.json_out.write_bytes(orjson.dumps(detail, option=orjson.OPT_INDENT_2))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    for name in ("aiokafka", "kafka"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        summary = asyncio.run(run(args))
+    except KeyboardInterrupt:
+        _log("interrupted")
+        return 130
+    sys.stderr.write(format_summary(summary) + "\n")
+    sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+    sys.stdout.flush()
+    return 0 if summary.get("complete") in (True, None) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,197 @@
+"""Pure assembly of the benchmark's results: the per-event profile, the final JSON object and the
+human-readable summary. No I/O, no clock: everything measured comes in as arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["STAGES", "format_summary", "stage_profile", "summarize", "probe_profile"]
+
+STAGES = ("decode_validate_price", "lookup", "join", "insert", "dead_letter", "detect_alert")
+"""The pipeline's ``stage_seconds`` keys, in the order a batch goes through them."""
+
+REQUIRED_KEYS = (
+    "events",
+    "events_per_s",
+    "ceiling_events_per_s",
+    "ratio",
+    "alert_latency_p50_s",
+    "alert_latency_p99_s",
+    "peak_rss_mib",
+)
+
+
+def _us(seconds: float, events: int) -> float | None:
+    return round(seconds / events * 1e6, 2) if events else None
+
+
+def stage_profile(stage_seconds: dict[str, float], events: int, wall_s: float) -> dict[str, Any]:
+    """Per-event microseconds of each pipeline stage, and the rest of the wall time.
+
+    The pipeline runs one batch at a time under one lock, so the stages add up to the time the
+    worker spent *inside* batches; ``framework_overhead`` is the rest of the wall time between
+    ready and done: Faust fetching, buffering and dispatching events, acks and offset commits,
+    the wait for the last commit, and any moment the pipeline had no batch in hand.
+    """
+    stages = {k: float(stage_seconds.get(k, 0.0)) for k in STAGES}
+    extra = {k: float(v) for k, v in stage_seconds.items() if k not in stages}
+    stages.update(extra)
+    inside = sum(stages.values())
+    overhead = max(0.0, wall_s - inside)
+    per_event = {k: _us(v, events) for k, v in stages.items()}
+    per_event["framework_overhead"] = _us(overhead, events)
+    per_event["total"] = _us(wall_s, events)
+    share = {k: round(v / wall_s, 4) if wall_s > 0 else None for k, v in stages.items()}
+    share["framework_overhead"] = round(overhead / wall_s, 4) if wall_s > 0 else None
+    return {
+        "us_per_event": per_event,
+        "share_of_wall": share,
+        "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
+        "inside_stages_s": round(inside, 3),
+        "framework_overhead_s": round(overhead, 3),
+        "wall_s": round(wall_s, 3),
+        "events": events,
+    }
+
+
+def probe_profile(probe: dict[str, Any] | None, events: int, wall_s: float) -> dict[str, Any] | None:
+    """The stack sampler's shares per thread group and GC time per event (``--profile-worker``)."""
+    if not probe:
+        return None
+    out: dict[str, Any] = {
+        "gc_seconds": round(sum(probe.get("gc_seconds", [])), 3),
+        "gc_seconds_by_generation": probe.get("gc_seconds"),
+        "gc_collections_by_generation": probe.get("gc_collections"),
+        "gc_us_per_event": _us(sum(probe.get("gc_seconds", [])), events),
+        "gc_share_of_wall": round(sum(probe.get("gc_seconds", [])) / wall_s, 4) if wall_s > 0 else None,
+    }
+    for thread, counts in probe.get("samples", {}).items():
+        total = sum(counts.values())
+        if total <= 0:
+            continue
+        out[f"{thread}_thread_share"] = {
+            k: round(v / total, 4) for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v > 0
+        }
+    for thread, counts in probe.get("innermost_module", {}).items():
+        total = sum(counts.values())
+        if total <= 0:
+            continue
+        out[f"{thread}_thread_innermost_top"] = {
+            k: round(v / total, 4) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:12] if v > 0
+        }
+    return out
+
+
+def _get(d: dict[str, Any] | None, *path: str) -> Any:
+    cur: Any = d
+    for key in path:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(key)
+    return cur
+
+
+def summarize(
+    *,
+    run_id: str,
+    config: dict[str, Any],
+    machine: dict[str, Any],
+    preload: dict[str, Any] | None,
+    throughput: dict[str, Any] | None,
+    ceiling: dict[str, Any] | None,
+    latency: dict[str, Any] | None,
+    micro: dict[str, Any] | None,
+    seconds: float,
+) -> dict[str, Any]:
+    """The final JSON object (the last line of ``python -m bench``). Missing phases give None."""
+    tp = throughput or {}
+    events = int(tp.get("events", 0))
+    eps = tp.get("events_per_s")
+    ceiling_eps = _get(ceiling, "events_per_s")
+    ratio = round(eps / ceiling_eps, 4) if eps and ceiling_eps else None
+    peaks = [p for p in (tp.get("peak_rss_mib"), _get(latency, "peak_rss_mib")) if p is not None]
+    stats = tp.get("stats") or {}
+    wall = tp.get("done_after_ready_s") or 0.0
+    profile = stage_profile(stats.get("stage_seconds", {}), events, wall) if throughput else None
+    micro_us = None
+    if micro:
+        micro_us = {
+            k: {kk: v[kk] for kk in ("us_per_event", "us_per_event_no_gc") if kk in v}
+            for k, v in micro.items()
+            if isinstance(v, dict) and "us_per_event" in v
+        }
+    return {
+        "run_id": run_id,
+        "complete": bool(tp.get("complete")) if throughput else None,
+        "events": events,
+        "requests": tp.get("requests"),
+        "verdicts": tp.get("verdicts"),
+        "events_per_s": eps,
+        "events_per_s_including_startup": tp.get("events_per_s_including_startup"),
+        "steady_events_per_s": tp.get("steady_events_per_s"),
+        "startup_s": tp.get("startup_s"),
+        "done_after_ready_s": tp.get("done_after_ready_s"),
+        "commit_wait_s": tp.get("commit_wait_s"),
+        "ceiling_events_per_s": ceiling_eps,
+        "ceiling_events_per_s_including_startup": _get(ceiling, "events_per_s_including_startup"),
+        "ratio": ratio,
+        "produce_events_per_s": round(preload["events_per_s"], 1) if preload else None,
+        "alert_latency_p50_s": _get(latency, "p50_s"),
+        "alert_latency_p99_s": _get(latency, "p99_s"),
+        "alert_latency_max_s": _get(latency, "max_s"),
+        "alert_latency_worker_part_p50_s": _get(latency, "worker_part_p50_s"),
+        "alerts_detected": _get(latency, "detected"),
+        "alerts_planned": _get(latency, "incidents_planned"),
+        "latency_load_events_per_s": _get(latency, "steady_events_per_s"),
+        "peak_rss_mib": max(peaks) if peaks else None,
+        "peak_rss_mib_throughput": tp.get("peak_rss_mib"),
+        "peak_rss_mib_latency": _get(latency, "peak_rss_mib"),
+        "worker_cpu_s": tp.get("cpu_s"),
+        "worker_cpu_utilisation": tp.get("cpu_utilisation"),
+        "worker_cpu_s_by_thread": tp.get("cpu_s_by_thread"),
+        "rows_in_clickhouse": tp.get("rows_in_clickhouse"),
+        "counters": stats.get("counters"),
+        "profile": profile,
+        "probe": probe_profile(tp.get("probe"), events, wall),
+        "micro_us_per_event": micro_us,
+        "config": config,
+        "machine": machine,
+        "seconds": round(seconds, 1),
+    }
+
+
+def _fmt(x: Any, spec: str = ",.0f") -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, int | float):
+        return format(x, spec)
+    return str(x)
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """A few human lines for stderr (the JSON line on stdout is the machine-readable result)."""
+    lines = [
+        f"bench {s['run_id']}: {_fmt(s['events'])} events ({_fmt(s['requests'])} requests + "
+        f"{_fmt(s['verdicts'])} verdicts){'' if s['complete'] in (True, None) else ' INCOMPLETE'}",
+        f"  worker      {_fmt(s['events_per_s'])} events/s after ready ({_fmt(s['events_per_s_including_startup'])}/s "
+        f"with the {_fmt(s['startup_s'], '.1f')} s startup; steady {_fmt(s['steady_events_per_s'])}/s)",
+        f"  ceiling     {_fmt(s['ceiling_events_per_s'])} events/s (bare aiokafka + orjson); ratio {_fmt(s['ratio'], '.3f')}",
+        f"  produce     {_fmt(s['produce_events_per_s'])} events/s (pre-load)",
+        f"  alerts      p50 {_fmt(s['alert_latency_p50_s'], '.3f')} s, p99 {_fmt(s['alert_latency_p99_s'], '.3f')} s "
+        f"({_fmt(s['alerts_detected'])}/{_fmt(s['alerts_planned'])} detected)",
+        f"  memory      peak RSS {_fmt(s['peak_rss_mib'], ',.1f')} MiB",
+        f"  cpu         {_fmt(s['worker_cpu_s'], ',.1f')} s ({_fmt(s['worker_cpu_utilisation'], '.2f')} cores); "
+        + ", ".join(f"{k} {v}" for k, v in (s.get("worker_cpu_s_by_thread") or {}).items()),
+    ]
+    prof = s.get("profile")
+    if prof:
+        us = prof["us_per_event"]
+        lines.append("  per event   " + ", ".join(f"{k} {_fmt(v, '.1f')} us" for k, v in us.items() if v))
+    probe = s.get("probe")
+    if probe:
+        lines.append(f"  gc          {_fmt(probe.get('gc_seconds'), '.1f')} s ({_fmt(probe.get('gc_us_per_event'), '.1f')} us/event)")
+    micro = s.get("micro_us_per_event")
+    if micro:
+        lines.append("  micro       " + ", ".join(f"{k} {_fmt(v.get('us_per_event'), '.1f')}" for k, v in micro.items()))
+    lines.append(f"  total       {_fmt(s['seconds'], '.1f')} s")
+    return "\n".join(lines)
