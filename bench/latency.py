@@ -164,6 +164,19 @@ class _Load:
             await asyncio.sleep(0.01)
 
 
+class _LoopLag:
+    """How late this process's event loop wakes up (the bench's own health during the phase)."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            self.lags.append(time.perf_counter() - t - 0.01)
+
+
 class _Alerts:
     """Reads ``<prefix>alerts`` and records every notification with its receive time."""
 
@@ -260,6 +273,8 @@ async def run_latency(
     plan = incident_routes(incidents)
     alerts = _Alerts(settings)
     alerts_task = asyncio.create_task(alerts.run())
+    lag = _LoopLag()
+    lag_task = asyncio.create_task(lag.run())
     worker = WorkerProcess(settings, log_path)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5, client_id="llm-telemetry-bench-load",
                                 **options)  # fmt: skip
@@ -351,9 +366,10 @@ async def run_latency(
                 await load_task
         with contextlib.suppress(Exception):
             await producer.stop()
-        alerts_task.cancel()
-        with contextlib.suppress(BaseException):
-            await alerts_task
+        for task in (alerts_task, lag_task):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         result["worker_exit_code"] = await asyncio.to_thread(worker.stop)
         result["seconds"] = round(time.monotonic() - t0, 1)
 
@@ -367,6 +383,7 @@ async def run_latency(
         max_s=_r(max(latencies) if latencies else None),
         min_s=_r(min(latencies) if latencies else None),
         worker_part_p50_s=_r(percentile(worker_parts, 50)),
+        bench_loop_lag_p99_ms=_r(1000 * (percentile(lag.lags, 99) or 0.0)),
         by_kind={
             kind: {"n": len(v), "p50_s": _r(percentile(v, 50)), "max_s": _r(max(v) if v else None)}
             for kind in ("storm", "tier")

@@ -55,30 +55,27 @@ def stage_profile(stage_seconds: dict[str, float], events: int, wall_s: float) -
 
 
 def probe_profile(probe: dict[str, Any] | None, events: int, wall_s: float) -> dict[str, Any] | None:
-    """The stack sampler's shares per thread group and GC time per event (``--profile-worker``)."""
+    """GC time per event (the probe's timer) and where the GIL went (py-spy), ``--profile-worker``."""
     if not probe:
         return None
+    gc_s = sum(probe.get("gc_seconds", []))
     out: dict[str, Any] = {
-        "gc_seconds": round(sum(probe.get("gc_seconds", [])), 3),
+        "gc_seconds": round(gc_s, 3),
         "gc_seconds_by_generation": probe.get("gc_seconds"),
         "gc_collections_by_generation": probe.get("gc_collections"),
-        "gc_us_per_event": _us(sum(probe.get("gc_seconds", [])), events),
-        "gc_share_of_wall": round(sum(probe.get("gc_seconds", [])) / wall_s, 4) if wall_s > 0 else None,
+        "gc_us_per_event": _us(gc_s, events),
+        "gc_share_of_wall": round(gc_s / wall_s, 4) if wall_s > 0 else None,
+        "gc_thresholds": probe.get("gc_thresholds"),
     }
-    for thread, counts in probe.get("samples", {}).items():
-        total = sum(counts.values())
-        if total <= 0:
-            continue
-        out[f"{thread}_thread_share"] = {
-            k: round(v / total, 4) for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v > 0
+    spy = probe.get("py_spy")
+    if spy:
+        busy = spy.get("gil_busy_share") or 0.0
+        out["gil_busy_share"] = busy
+        # GIL-holding time per event in each category: share x busy share x wall / events
+        out["gil_us_per_event"] = {
+            k: _us(v * busy * wall_s, events) for k, v in spy.get("share", {}).items() if v >= 0.001
         }
-    for thread, counts in probe.get("innermost_module", {}).items():
-        total = sum(counts.values())
-        if total <= 0:
-            continue
-        out[f"{thread}_thread_innermost_top"] = {
-            k: round(v / total, 4) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:12] if v > 0
-        }
+        out["py_spy"] = spy
     return out
 
 
@@ -190,6 +187,10 @@ def format_summary(s: dict[str, Any]) -> str:
     probe = s.get("probe")
     if probe:
         lines.append(f"  gc          {_fmt(probe.get('gc_seconds'), '.1f')} s ({_fmt(probe.get('gc_us_per_event'), '.1f')} us/event)")
+        gil = probe.get("gil_us_per_event")
+        if gil:
+            lines.append(f"  GIL holder  busy {_fmt(probe.get('gil_busy_share'), '.0%')}: "
+                         + ", ".join(f"{k} {_fmt(v, '.1f')} us" for k, v in gil.items() if v))
     micro = s.get("micro_us_per_event")
     if micro:
         lines.append("  micro       " + ", ".join(f"{k} {_fmt(v.get('us_per_event'), '.1f')}" for k, v in micro.items()))

@@ -98,9 +98,11 @@ def classify_stack(frames: list[tuple[str, str]]) -> tuple[str, str]:
             inner_pkg = pkg
             break
     for func, path in frames:
-        stage = _STAGE_FUNCS.get(func)
-        if stage is not None and ("telemetry" in path or stage == "stats_page"):
+        stage = _STAGE_FUNCS.get(func) or _STAGE_FUNCS.get(func.rsplit("<locals>.", 1)[-1])
+        if stage is not None and "telemetry" in path:
             return stage, inner_pkg if inner_pkg != "?" else inner
+    if not frames:
+        return "framework: (no Python frame)", "?"
     if inner_pkg == "?":
         return "framework: " + inner, inner
     top = inner_pkg.split(".", 1)[0]
@@ -112,6 +114,7 @@ def summarize_spy(text: str, *, rate: int, seconds: float, main_thread_name: str
     by_cat: Counter[str] = Counter()
     by_thread: dict[str, Counter[str]] = {"main": Counter(), "other": Counter()}
     split: dict[str, Counter[str]] = {}
+    funcs: dict[str, Counter[str]] = {}
     total = 0
     for thread, frames, count in parse_raw(text):
         cat, pkg = classify_stack(frames)
@@ -119,6 +122,9 @@ def summarize_spy(text: str, *, rate: int, seconds: float, main_thread_name: str
         by_cat[cat] += count
         by_thread[which][cat] += count
         split.setdefault(cat, Counter())[pkg] += count
+        if frames:
+            func, path = frames[-1]
+            funcs.setdefault(cat, Counter())[f"{func} ({path.rsplit('/', 1)[-1]})"] += count
         total += count
     expected = rate * seconds
     return {
@@ -132,6 +138,10 @@ def summarize_spy(text: str, *, rate: int, seconds: float, main_thread_name: str
         "packages_within": {
             cat: {k: round(v / sum(c.values()), 3) for k, v in c.most_common(6)}
             for cat, c in sorted(split.items(), key=lambda kv: -sum(kv[1].values()))[:12]
+        },
+        "top_functions_within": {
+            cat: {k: round(v / sum(c.values()), 3) for k, v in c.most_common(6)}
+            for cat, c in sorted(funcs.items(), key=lambda kv: -sum(kv[1].values()))[:12]
         },
     }
 

@@ -27,6 +27,7 @@ from aiokafka import TopicPartition
 from bench.kafkautil import OffsetWatcher, end_offsets
 from bench.procstat import cpu_seconds, peak_rss_mib, rss_mib, thread_cpu, thread_cpu_groups
 from telemetry.settings import Settings
+from bench.spy import Spy, summarize_spy
 from bench.workerproc import new_worker
 from telemetry.worker.process import WorkerProcessError
 
@@ -46,6 +47,7 @@ async def run_throughput(
     timeout_s: float = 900.0,
     poll_s: float = 0.25,
     probe_out: Path | None = None,
+    spy_rate: int = 100,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Run the worker on the pre-loaded topics until done (or ``timeout_s``); return figures."""
@@ -67,10 +69,18 @@ async def run_throughput(
     cpu_ready = cpu_seconds(pid) or 0.0
     threads_ready = thread_cpu(pid)
     probe_ready_path = None
+    spy: Spy | None = None
+    spy_started = time.monotonic()
     if probe_out is not None:
         probe_ready_path = probe_out.with_suffix(".ready.json")
         with contextlib.suppress(OSError):
             probe_ready_path.write_bytes(probe_out.read_bytes())
+        if Spy.available():
+            spy = Spy(pid, probe_out.with_suffix(".pyspy.txt"), rate=spy_rate)
+            spy.start()
+            spy_started = time.monotonic()
+        else:
+            progress("throughput: py-spy not found (pip install py-spy); profiling GC only")
     progress(f"throughput: worker ready in {t_ready - t0:.1f}s (pid {pid})")
 
     samples: list[tuple[float, int]] = []  # (seconds since ready, requests_stored + verdicts_joined)
@@ -103,12 +113,15 @@ async def run_throughput(
                 if all(committed.get(tp, -1) >= end for tp, end in ends.items()):
                     t_done = time.monotonic()
                     break
+
             if now - last_report >= 10:
                 last_report = now
                 done = stored + joined
                 progress(f"throughput: {done:,}/{target_events:,} events ({done / max(1e-9, now - t_ready):,.0f}/s since ready), "
                          f"rss {rss_mib(pid)} MiB")  # fmt: skip
             await asyncio.sleep(poll_s)
+        spy_seconds = time.monotonic() - spy_started
+        spy_text = await asyncio.to_thread(spy.stop) if spy is not None else ""
         stats = await asyncio.to_thread(worker.stats)
         cpu_done = cpu_seconds(pid) or 0.0
         threads_done = thread_cpu(pid)
@@ -116,6 +129,8 @@ async def run_throughput(
         if probe_out is not None:
             await asyncio.sleep(1.1)  # let the probe write a dump that covers the end of the run
             probe = probe_delta(_read_probe(probe_ready_path), _read_probe(probe_out))
+            if probe is not None and spy_text:
+                probe["py_spy"] = summarize_spy(spy_text, rate=spy_rate, seconds=spy_seconds)
         py_threads = {int(k): v for k, v in (probe or {}).get("python_threads", {}).items()} if probe else None
         threads = thread_cpu_groups(pid, threads_ready, threads_done, py_threads)
         peak = peak_rss_mib(pid)
@@ -126,6 +141,8 @@ async def run_throughput(
         except Exception as exc:  # noqa: BLE001 - a figure, not a failure
             progress(f"throughput: row count query failed: {exc}")
     finally:
+        if spy is not None:
+            await asyncio.to_thread(spy.stop)  # no-op when already stopped
         await watcher.close()
         code = await asyncio.to_thread(worker.stop)
     end = t_done if t_done is not None else time.monotonic()
@@ -172,7 +189,7 @@ def _read_probe(path: Path | None) -> dict[str, Any] | None:
 
 
 def probe_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The probe's figures between two dumps (sample counts and GC times subtracted)."""
+    """The GC probe's figures between two dumps (ready and done)."""
     if after is None:
         return None
     if before is None:
@@ -180,12 +197,7 @@ def probe_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> 
     out = dict(after)
     out["gc_seconds"] = [round(a - b, 4) for a, b in zip(after["gc_seconds"], before["gc_seconds"], strict=True)]
     out["gc_collections"] = [a - b for a, b in zip(after["gc_collections"], before["gc_collections"], strict=True)]
-    out["ticks"] = after["ticks"] - before["ticks"]
-    for key in ("samples", "innermost_module"):
-        out[key] = {
-            thread: {k: v - before.get(key, {}).get(thread, {}).get(k, 0) for k, v in counts.items()}
-            for thread, counts in after[key].items()
-        }
+    out["gc_collected"] = after.get("gc_collected", 0) - before.get("gc_collected", 0)
     return out
 
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,49 +51,15 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    from telemetry.sql import QueryResult, WriteRefused, render, run_read_only
-    from telemetry.storage.clickhouse import connect
+    from telemetry.sql import WriteRefused, query_function, render
 
     sql = args.query if args.query != "-" else sys.stdin.read()
-    if settings.is_embedded_clickhouse:
-        try:
-            result = _sql_via_worker(settings, sql)
-        except ConnectionError:
-            client = connect(settings.resolved_clickhouse_dsn)
-            try:
-                result = run_read_only(client, sql, server=False)
-            except WriteRefused as exc:
-                return _fail(f"refused: {exc}", 2)
-    else:
-        try:
-            result = run_read_only(connect(settings.resolved_clickhouse_dsn), sql, server=True)
-        except WriteRefused as exc:
-            return _fail(f"refused: {exc}", 2)
-    assert isinstance(result, QueryResult)
+    try:
+        result = query_function(settings)(sql)
+    except WriteRefused as exc:
+        return _fail(f"refused: {exc}", 2)
     print(render(result, args.format))
     return 0
-
-
-def _sql_via_worker(settings: Settings, sql: str) -> object:
-    """Ask the running worker (which owns the embedded engine) to run the query."""
-    from telemetry.sql import QueryResult
-
-    url = f"http://127.0.0.1:{settings.web_port}/telemetry/sql/"
-    request = urllib.request.Request(url, data=json.dumps({"sql": sql}).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return QueryResult.from_json(json.loads(response.read()))
-    except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read() or b"{}")
-        prefix = "refused: " if body.get("refused") else ""
-        raise SqlError(prefix + str(body.get("error", exc))) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise ConnectionError(str(exc)) from None
-
-
-class SqlError(TelemetryError):
-    pass
 
 
 # -- worker ---------------------------------------------------------------------------------------

@@ -63,4 +63,12 @@ def register_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.set_defaults(func=cmd_demo)
 
 
-REGISTER: list[Callable[[argparse._SubParsersAction], None]] = [register_simulate, register_replay, register_demo]  # type: ignore[type-arg]
+def register_report(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from telemetry.reports.cli import register_report as register
+
+    register(sub)
+
+
+REGISTER: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
+    register_simulate, register_replay, register_demo, register_report,
+]  # fmt: skip

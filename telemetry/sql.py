@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -19,6 +23,7 @@ import orjson
 from clickhouse_connect.driver.client import Client
 
 from telemetry.errors import TelemetryError
+from telemetry.settings import Settings
 
 _READ_ROOTS = ("SelectWithUnionQuery", "SelectQuery", "ShowTables", "ShowCreate", "Describe", "Explain",
                "ExistsTable", "ExistsDatabase", "ExistsView", "ShowColumns", "ShowDatabases", "ShowProcessList",
@@ -28,6 +33,10 @@ MAX_ROWS = 100_000
 
 class WriteRefused(TelemetryError):
     """The statement is not read-only."""
+
+
+class SqlError(TelemetryError):
+    """A query failed (ClickHouse's message), or the worker holding the engine did not answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +136,66 @@ def _numeric(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+Query = Callable[[str], "QueryResult"]
+"""Runs one read-only statement and returns its rows. Blocks; raises on a failed query."""
+
+
+def query_function(settings: Settings, *, timeout: float = 120.0) -> Query:
+    """A :data:`Query` on ``settings``' ClickHouse, reached the way ``telemetry sql`` reaches it.
+
+    Embedded DSN: the first statement goes to the worker's HTTP page; if nothing listens there
+    the callable opens the chDB path itself for this and every later statement. Once the worker
+    has answered, later failures are reported, never retried on the data path (the worker owns
+    it). Server DSN: a direct client with ``readonly=1``. Does no I/O until the first call.
+    """
+    if not settings.is_embedded_clickhouse:
+        return _direct(settings, server=True)
+    state: dict[str, Query] = {}
+    url = f"http://127.0.0.1:{settings.web_port}/telemetry/sql/"
+
+    def query(sql: str) -> QueryResult:
+        chosen = state.get("query")
+        if chosen is not None:
+            return chosen(sql)
+        try:
+            result = _via_worker(url, sql, timeout)
+        except ConnectionError:
+            state["query"] = _direct(settings, server=False)
+            return state["query"](sql)
+        state["query"] = lambda s: _via_worker(url, s, timeout)
+        return result
+
+    return query
+
+
+def _direct(settings: Settings, *, server: bool) -> Query:
+    from telemetry.storage.clickhouse import connect
+
+    client = connect(settings.resolved_clickhouse_dsn)
+    return lambda sql: run_read_only(client, sql, server=server)
+
+
+def _via_worker(url: str, sql: str, timeout: float) -> QueryResult:
+    """POST the statement to the worker. ConnectionError when nothing answers there."""
+    request = urllib.request.Request(
+        url, data=json.dumps({"sql": sql}).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return QueryResult.from_json(json.loads(response.read()))
+    except urllib.error.HTTPError as exc:
+        try:
+            body = json.loads(exc.read() or b"{}")
+        except ValueError:
+            body = {}
+        if body.get("refused"):
+            raise WriteRefused(str(body.get("error", exc))) from None
+        raise SqlError(f"query failed: {body.get('error', exc)}") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ConnectionRefusedError):
+            raise ConnectionError(str(exc)) from None
+        raise SqlError(f"the worker at {url} did not answer: {exc.reason}") from None
+    except ConnectionRefusedError as exc:
+        raise ConnectionError(str(exc)) from None

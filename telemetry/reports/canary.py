@@ -27,10 +27,18 @@ from dataclasses import dataclass
 
 from telemetry.reports.common import ModelStats, ratio, require_route
 from telemetry.reports.output import Report, Section
-from telemetry.reports.query import Query, ReportError, Window, check_database, load_window, rows_of, sql_string
+from telemetry.reports.query import (
+    Query,
+    ReportError,
+    Window,
+    check_database,
+    load_window,
+    rows_of,
+    sql_string,
+)
 from telemetry.reports.stats import Proportion
 
-__all__ = ["NO_ARM", "Criteria", "CanaryVerdict", "canary_verdict", "pick_arms", "Canary", "canary"]
+__all__ = ["NO_ARM", "Canary", "CanaryVerdict", "Criteria", "canary", "canary_verdict", "pick_arms"]
 
 NO_ARM = "(none)"
 
@@ -76,8 +84,8 @@ def canary_verdict(control: ModelStats, canary: ModelStats, criteria: Criteria =
     if reasons:
         return CanaryVerdict("INCONCLUSIVE", (low, high), p95, cost, reasons)
     return CanaryVerdict("PASS", (low, high), p95, cost,
-                         [f"quality: canary - control pass rate {iv}, a drop over {100 * drop:g} points ruled out; "
-                          f"p95 ratio {p95:.2f}, cost ratio {cost:.2f} within bounds"])  # fmt: skip
+                         [(f"quality: canary - control pass rate {iv}, a drop over {100 * drop:g} points ruled out; "
+                           f"p95 ratio {p95:.2f}, cost ratio {cost:.2f} within bounds")])  # fmt: skip
 
 
 def pick_arms(requests: Mapping[str, int], control: str | None = None, canary: str | None = None) -> tuple[str, str]:
@@ -137,7 +145,7 @@ class Canary:
             ["p95_ratio", v.p95_ratio, c.max_p95_ratio, v.p95_ratio is not None and v.p95_ratio <= c.max_p95_ratio],
             ["cost_ratio", v.cost_ratio, c.max_cost_ratio, v.cost_ratio is not None and v.cost_ratio <= c.max_cost_ratio],
         ])  # fmt: skip
-        title = (f"canary: route {self.route}, {self.canary.name} vs control {self.control.name}: {v.status}\n"
+        title = (f"canary: route {self.route}, arm {self.canary.name} against control arm {self.control.name}: {v.status}\n"
                  f"window {self.window.describe()}")  # fmt: skip
         return Report("canary", title, [arms, checks], v.reasons)
 
@@ -162,9 +170,9 @@ def canary(query: Query, database: str, *, route: str, control: str | None = Non
     }  # fmt: skip
     a_control, a_canary = pick_arms({a: int(row["requests"]) for a, row in reqs.items()}, control, canary_arm)
     quality = {
-        str(row["arm"]): Proportion(int(row["passed"]), int(row["judged"]))
+        str(row["arm"]): Proportion(int(row["n_passed"]), int(row["judged"]))
         for row in rows_of(query(
-            f"SELECT {arm_sql} AS arm, count() AS judged, countIf(v.passed = 1) AS passed "
+            f"SELECT {arm_sql} AS arm, count() AS judged, countIf(v.passed = 1) AS n_passed "
             f"FROM {db}.verdicts AS v INNER JOIN "
             f"(SELECT request_id, experiment FROM {db}.requests WHERE route = {r} AND {window.between('ts')}) AS q "
             f"ON v.request_id = q.request_id "

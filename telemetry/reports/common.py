@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from telemetry.reports.query import Query, ReportError, Window, check_database, rows_of, sql_string
+from telemetry.reports.query import (
+    Query,
+    ReportError,
+    Window,
+    check_database,
+    rows_of,
+    sql_string,
+)
 from telemetry.reports.stats import Proportion
 
-__all__ = ["ModelStats", "model_stats", "require_route", "recent", "current_model", "ratio", "pct", "usd"]
+__all__ = ["ModelStats", "current_model", "model_stats", "pct", "ratio", "recent", "require_route", "usd"]
 
 
 def ratio(num: float | None, den: float | None) -> float | None:
@@ -49,26 +56,26 @@ def model_stats(query: Query, database: str, route: str, window: Window) -> list
     db = check_database(database)
     r = sql_string(route)
     reqs = rows_of(query(
-        f"SELECT served_model AS model, count() AS requests, countIf(cost_usd IS NOT NULL) AS priced, "
+        f"SELECT served_model AS sm, count() AS requests, countIf(cost_usd IS NOT NULL) AS priced, "
         f"sum(ifNull(cost_usd, 0)) AS cost, countIf(status = 'error') AS errors, "
         f"quantileExact(0.95)(latency_ms) AS p95 "
-        f"FROM {db}.requests WHERE route = {r} AND {window.between('ts')} GROUP BY model"
+        f"FROM {db}.requests WHERE route = {r} AND {window.between('ts')} GROUP BY sm"
     ))  # fmt: skip
     verdicts = {
-        row["model"]: Proportion(int(row["passed"]), int(row["judged"]))
+        row["sm"]: Proportion(int(row["n_passed"]), int(row["judged"]))
         for row in rows_of(query(
-            f"SELECT served_model AS model, count() AS judged, countIf(passed = 1) AS passed "
+            f"SELECT served_model AS sm, count() AS judged, countIf(passed = 1) AS n_passed "
             f"FROM {db}.verdicts WHERE route = {r} AND kind = 'online' AND {window.between('request_ts')} "
-            f"GROUP BY model"
-        ))  # fmt: skip
-    }
+            f"GROUP BY sm"
+        ))
+    }  # fmt: skip
     stats = [
         ModelStats(
-            name=str(row["model"]),
+            name=str(row["sm"]),
             requests=int(row["requests"]),
             priced_requests=int(row["priced"]),
             cost_usd=float(row["cost"] or 0.0),
-            quality=verdicts.get(row["model"], Proportion(0, 0)),
+            quality=verdicts.get(row["sm"], Proportion(0, 0)),
             errors=int(row["errors"]),
             p95_latency_ms=row["p95"],
         )

@@ -35,10 +35,17 @@ from dataclasses import dataclass
 
 from telemetry.reports.common import current_model, pct, require_route
 from telemetry.reports.output import Report, Section
-from telemetry.reports.query import Query, Window, check_database, load_window, rows_of, sql_string
+from telemetry.reports.query import (
+    Query,
+    Window,
+    check_database,
+    load_window,
+    rows_of,
+    sql_string,
+)
 from telemetry.reports.stats import Proportion
 
-__all__ = ["KINDS", "status", "Finding", "Reading", "read_gate", "EvaluatorResult", "Diagnostics", "diagnostics"]
+__all__ = ["KINDS", "Diagnostics", "EvaluatorResult", "Finding", "Reading", "diagnostics", "read_gate", "status"]
 
 KINDS = ("online", "closed_book", "gold_context", "human", "user_feedback", "offline")
 
@@ -116,8 +123,9 @@ def read_gate(rates: Mapping[str, Proportion], target: float = 0.9, min_judged: 
                                         "no quality problem for a tier-up to fix"))  # fmt: skip
     unclear = [k for k in ("online", "closed_book", "gold_context") if st[k] == "unclear"]
     if unclear:
-        found.append(Finding("need_more_verdicts", f"{', '.join(unclear)}: not enough verdicts to tell against {t} "
-                                                   f"(need >= {min_judged} and a 95% interval clear of the target)"))  # fmt: skip
+        found.append(Finding("need_more_verdicts", f"{', '.join(unclear)}: cannot tell against {t}: fewer than "
+                                                   f"{min_judged} verdicts, or below the target with a 95% interval "
+                                                   "that still reaches it"))  # fmt: skip
     if st["online"] == "pass":
         tier_up = "not indicated"
     elif st["gold_context"] == "fail":
@@ -145,23 +153,27 @@ class Diagnostics:
     min_judged: int
     results: list[EvaluatorResult]
 
-    def by_kind(self) -> dict[str, Proportion]:
+    def chosen(self) -> dict[str, EvaluatorResult]:
         """Per kind, the evaluator with the most verdicts (ties: the last name, e.g. the newest version)."""
         best: dict[str, EvaluatorResult] = {}
         for r in self.results:
             b = best.get(r.kind)
             if b is None or (r.quality.judged, r.evaluator) > (b.quality.judged, b.evaluator):
                 best[r.kind] = r
-        return {k: r.quality for k, r in best.items()}
+        return best
+
+    def by_kind(self) -> dict[str, Proportion]:
+        """The pass rate of each kind the reading uses (:meth:`chosen`)."""
+        return {k: r.quality for k, r in self.chosen().items()}
 
     def reading(self) -> Reading:
         return read_gate(self.by_kind(), self.target, self.min_judged)
 
     def to_report(self) -> Report:
         reading = self.reading()
-        used = {(k, q) for k, q in self.by_kind().items()}
+        used = {(r.kind, r.evaluator) for r in self.chosen().values()}
         rows = [[r.kind, r.evaluator, r.quality.judged, r.quality.passed, r.quality.rate, r.quality.low, r.quality.high,
-                 status(r.quality, self.target, self.min_judged), "yes" if (r.kind, r.quality) in used else ""]
+                 status(r.quality, self.target, self.min_judged), "yes" if (r.kind, r.evaluator) in used else ""]
                 for r in self.results]  # fmt: skip
         table = Section("pass_rates", ["kind", "evaluator", "judged", "passed", "pass_rate", "low95", "high95",
                                        "status", "in_reading"], rows)  # fmt: skip
@@ -170,7 +182,7 @@ class Diagnostics:
             f"diagnostics: route {self.route}, model {self.model}, target pass rate {pct(self.target)}\n"
             f"window {self.window.describe()}\ntier-up: {reading.tier_up}"
         )
-        return Report("diagnostics", title, [table, findings], [f"{f.code}: {f.text}" for f in reading.findings])
+        return Report("diagnostics", title, [table, findings])
 
 
 def diagnostics(query: Query, database: str, *, route: str, model: str | None = None, days: float = 7.0,
@@ -182,13 +194,13 @@ def diagnostics(query: Query, database: str, *, route: str, model: str | None = 
     chosen = model or current_model(query, db, route, window)
     model_cond = "" if chosen == "all" else f" AND served_model = {sql_string(chosen)}"
     rows = rows_of(query(
-        f"SELECT kind, evaluator, count() AS judged, countIf(passed = 1) AS passed FROM {db}.verdicts "
+        f"SELECT kind, evaluator, count() AS judged, countIf(passed = 1) AS n_passed FROM {db}.verdicts "
         f"WHERE route = {sql_string(route)}{model_cond} AND {window.between('request_ts')} "
         f"GROUP BY kind, evaluator"
     ))  # fmt: skip
     order = {k: i for i, k in enumerate(KINDS)}
     results = sorted(
-        (EvaluatorResult(str(r["kind"]), str(r["evaluator"]), Proportion(int(r["passed"]), int(r["judged"]))) for r in rows),
+        (EvaluatorResult(str(r["kind"]), str(r["evaluator"]), Proportion(int(r["n_passed"]), int(r["judged"]))) for r in rows),
         key=lambda e: (order.get(e.kind, len(order)), e.kind, e.evaluator),
     )  # fmt: skip
     return Diagnostics(route, chosen, window, target, min_judged, results)

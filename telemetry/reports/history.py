@@ -22,10 +22,18 @@ from datetime import UTC, datetime
 
 from telemetry.reports.common import ratio, require_route
 from telemetry.reports.output import Report, Section
-from telemetry.reports.query import DAY_MS, Query, Window, check_database, load_window, rows_of, sql_string
+from telemetry.reports.query import (
+    DAY_MS,
+    Query,
+    Window,
+    check_database,
+    load_window,
+    rows_of,
+    sql_string,
+)
 from telemetry.reports.stats import Proportion
 
-__all__ = ["HourBucket", "TierChange", "tier_changes", "DayModel", "ModelHistory", "model_history"]
+__all__ = ["DayModel", "HourBucket", "ModelHistory", "TierChange", "model_history", "tier_changes"]
 
 HOUR_MS = 3_600_000
 ALERT_LOOKBACK_DAYS = 90
@@ -165,39 +173,39 @@ def model_history(query: Query, database: str, *, route: str, days: float = 7.0)
     require_route(query, db, route, window)
     r = sql_string(route)
     hours = [
-        HourBucket(int(row["hour_ms"]), str(row["model"]), int(row["requests"]), int(row["priced"]), float(row["cost"] or 0))
+        HourBucket(int(row["hour_ms"]), str(row["sm"]), int(row["requests"]), int(row["priced"]), float(row["cost"] or 0))
         for row in rows_of(query(
-            f"SELECT toInt64(toUnixTimestamp(toStartOfHour(ts))) * 1000 AS hour_ms, served_model AS model, "
+            f"SELECT toInt64(toUnixTimestamp(toStartOfHour(ts))) * 1000 AS hour_ms, served_model AS sm, "
             f"count() AS requests, countIf(cost_usd IS NOT NULL) AS priced, sum(ifNull(cost_usd, 0)) AS cost "
-            f"FROM {db}.requests WHERE route = {r} AND {window.between('ts')} GROUP BY hour_ms, model ORDER BY hour_ms"
+            f"FROM {db}.requests WHERE route = {r} AND {window.between('ts')} GROUP BY hour_ms, sm ORDER BY hour_ms"
         ))
     ]  # fmt: skip
     first_seen = {
-        str(row["model"]): int(row["first_ms"])
+        str(row["sm"]): int(row["first_ms"])
         for row in rows_of(query(
-            f"SELECT served_model AS model, toUnixTimestamp64Milli(min(ts)) AS first_ms "
-            f"FROM {db}.requests WHERE route = {r} GROUP BY model"
+            f"SELECT served_model AS sm, toUnixTimestamp64Milli(min(ts)) AS first_ms "
+            f"FROM {db}.requests WHERE route = {r} GROUP BY sm"
         ))
     }  # fmt: skip
     per_day = rows_of(query(
-        f"SELECT toString(toDate(ts)) AS day, served_model AS model, count() AS requests, "
+        f"SELECT toString(toDate(ts)) AS day, served_model AS sm, count() AS requests, "
         f"countIf(cost_usd IS NOT NULL) AS priced, sum(ifNull(cost_usd, 0)) AS cost "
-        f"FROM {db}.requests WHERE route = {r} AND {window.between('ts')} GROUP BY day, model"
+        f"FROM {db}.requests WHERE route = {r} AND {window.between('ts')} GROUP BY day, sm"
     ))  # fmt: skip
     verdicts = {
-        (row["day"], row["model"]): Proportion(int(row["passed"]), int(row["judged"]))
+        (row["day"], row["sm"]): Proportion(int(row["n_passed"]), int(row["judged"]))
         for row in rows_of(query(
-            f"SELECT toString(toDate(request_ts)) AS day, served_model AS model, count() AS judged, "
-            f"countIf(passed = 1) AS passed FROM {db}.verdicts "
-            f"WHERE route = {r} AND kind = 'online' AND {window.between('request_ts')} GROUP BY day, model"
+            f"SELECT toString(toDate(request_ts)) AS day, served_model AS sm, count() AS judged, "
+            f"countIf(passed = 1) AS n_passed FROM {db}.verdicts "
+            f"WHERE route = {r} AND kind = 'online' AND {window.between('request_ts')} GROUP BY day, sm"
         ))
     }  # fmt: skip
     day_totals: dict[str, int] = defaultdict(int)
     for row in per_day:
         day_totals[row["day"]] += int(row["requests"])
     daily = sorted(
-        (DayModel(str(row["day"]), str(row["model"]), int(row["requests"]), day_totals[row["day"]], int(row["priced"]),
-                  float(row["cost"] or 0), verdicts.get((row["day"], row["model"]), Proportion(0, 0)))
+        (DayModel(str(row["day"]), str(row["sm"]), int(row["requests"]), day_totals[row["day"]], int(row["priced"]),
+                  float(row["cost"] or 0), verdicts.get((row["day"], row["sm"]), Proportion(0, 0)))
          for row in per_day),
         key=lambda d: (d.day, -d.requests, d.model),
     )  # fmt: skip

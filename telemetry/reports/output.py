@@ -15,7 +15,7 @@ import orjson
 
 from telemetry.sql import QueryResult, render
 
-__all__ = ["Section", "Report", "render_report", "FORMATS"]
+__all__ = ["FORMATS", "Report", "Section", "render_report"]
 
 FORMATS = ("table", "csv", "json")
 

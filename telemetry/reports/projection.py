@@ -26,10 +26,18 @@ from dataclasses import dataclass
 from telemetry.pricing import PriceBook, Rates
 from telemetry.reports.common import ModelStats, model_stats, pct, ratio, require_route
 from telemetry.reports.output import Report, Section
-from telemetry.reports.query import MONTH_SECONDS, Query, Window, check_database, load_window, rows_of, sql_string
+from telemetry.reports.query import (
+    MONTH_SECONDS,
+    Query,
+    Window,
+    check_database,
+    load_window,
+    rows_of,
+    sql_string,
+)
 from telemetry.reports.stats import Proportion
 
-__all__ = ["TokenMix", "mix_usd", "reprice", "band_sql", "Projection", "project", "CostProjection", "cost_projection"]
+__all__ = ["CostProjection", "Projection", "TokenMix", "band_sql", "cost_projection", "mix_usd", "project", "reprice"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +206,10 @@ class CostProjection:
             notes.append(f"{self.candidate} did not serve this route in the window: its pass rate here is unknown. "
                          "cost_per_correct (candidate) assumes the current pass rate; break_even_pass_rate is the pass "
                          "rate it needs to keep the current cost per correct answer.")  # fmt: skip
+        be = self.break_even_pass_rate
+        if be is not None and be > 1.0:
+            notes.append(f"break_even_pass_rate {be:.2f} > 1: even a perfect pass rate would not keep the current cost "
+                         "per correct answer; the candidate costs more per request than the route pays per correct answer now")  # fmt: skip
         notes.append("the candidate is priced on the route's current token mix; a model that writes longer or "
                      "shorter answers (or reasons more) will differ.")  # fmt: skip
         title = (
@@ -216,14 +228,14 @@ def cost_projection(query: Query, database: str, *, route: str, model: str, book
     rates = book.rates(provider or None, model, window.end_ms)
     rows = rows_of(query(
         f"SELECT {band_sql(rates)} AS band, count() AS requests, countIf(cost_usd IS NOT NULL) AS priced, "
-        f"sum(ifNull(cost_usd, 0)) AS cost, sum(input_tokens) AS input_tokens, "
-        f"sum(least(cached_input_tokens, input_tokens)) AS cached_input_tokens, sum(output_tokens) AS output_tokens, "
-        f"sum(least(reasoning_tokens, output_tokens)) AS reasoning_tokens "
+        f"sum(ifNull(cost_usd, 0)) AS cost, sum(input_tokens) AS in_tok, "
+        f"sum(least(cached_input_tokens, input_tokens)) AS cached_tok, sum(output_tokens) AS out_tok, "
+        f"sum(least(reasoning_tokens, output_tokens)) AS reasoning_tok "
         f"FROM {db}.requests WHERE route = {sql_string(route)} AND {window.between('ts')} GROUP BY band"
     ))  # fmt: skip
     bands = {
-        int(r["band"]): TokenMix(int(r["requests"]), int(r["input_tokens"]), int(r["cached_input_tokens"]),
-                                 int(r["output_tokens"]), int(r["reasoning_tokens"]))
+        int(r["band"]): TokenMix(int(r["requests"]), int(r["in_tok"]), int(r["cached_tok"]), int(r["out_tok"]),
+                                 int(r["reasoning_tok"]))
         for r in rows
     }  # fmt: skip
     requests = sum(int(r["requests"]) for r in rows)

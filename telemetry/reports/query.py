@@ -15,35 +15,27 @@ request (so requests per second are not diluted by days with no data at all).
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from telemetry.errors import TelemetryError
-from telemetry.settings import Settings
-from telemetry.sql import QueryResult
+from telemetry.sql import Query, QueryResult, query_function
 
 __all__ = [
-    "Query",
-    "ReportError",
-    "query_function",
-    "sql_string",
-    "check_database",
-    "Window",
-    "make_window",
-    "load_window",
-    "rows_of",
     "DAY_MS",
     "MONTH_SECONDS",
+    "Query",
+    "ReportError",
+    "Window",
+    "check_database",
+    "load_window",
+    "make_window",
+    "query_function",
+    "rows_of",
+    "sql_string",
 ]
-
-Query = Callable[[str], QueryResult]
-"""Runs one read-only statement and returns its rows. Blocks; raises on a failed query."""
 
 DAY_MS = 86_400_000
 MONTH_SECONDS = 30 * 86_400
@@ -52,65 +44,6 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 class ReportError(TelemetryError):
     """A report cannot be produced: no data, an unknown route or arm, a failed query."""
-
-
-# -- the query callable ---------------------------------------------------------------------------
-def query_function(settings: Settings, *, timeout: float = 120.0) -> Query:
-    """A :data:`Query` on ``settings``' ClickHouse, reached the way ``telemetry sql`` reaches it.
-
-    Embedded DSN: the first statement goes to the worker's HTTP page; if nothing listens there
-    the callable opens the chDB path itself for this and every later statement. Once the worker
-    has answered, later failures are reported, never retried on the data path (the worker owns
-    it). Server DSN: a direct client with ``readonly=1``. Does no I/O until the first call.
-    """
-    if not settings.is_embedded_clickhouse:
-        return _direct(settings, server=True)
-    state: dict[str, Query] = {}
-    url = f"http://127.0.0.1:{settings.web_port}/telemetry/sql/"
-
-    def query(sql: str) -> QueryResult:
-        chosen = state.get("query")
-        if chosen is not None:
-            return chosen(sql)
-        try:
-            result = _via_worker(url, sql, timeout)
-        except ConnectionError:
-            state["query"] = _direct(settings, server=False)
-            return state["query"](sql)
-        state["query"] = lambda s: _via_worker(url, s, timeout)
-        return result
-
-    return query
-
-
-def _direct(settings: Settings, *, server: bool) -> Query:
-    from telemetry.sql import run_read_only
-    from telemetry.storage.clickhouse import connect
-
-    client = connect(settings.resolved_clickhouse_dsn)
-    return lambda sql: run_read_only(client, sql, server=server)
-
-
-def _via_worker(url: str, sql: str, timeout: float) -> QueryResult:
-    """POST the statement to the worker. ConnectionError when nothing answers there."""
-    request = urllib.request.Request(
-        url, data=json.dumps({"sql": sql}).encode(), method="POST", headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return QueryResult.from_json(json.loads(response.read()))
-    except urllib.error.HTTPError as exc:
-        try:
-            body = json.loads(exc.read() or b"{}")
-        except ValueError:
-            body = {}
-        raise ReportError(f"query failed on the worker: {body.get('error', exc)}") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, ConnectionRefusedError):
-            raise ConnectionError(str(exc)) from None
-        raise ReportError(f"the worker at {url} did not answer: {exc.reason}") from None
-    except ConnectionRefusedError as exc:
-        raise ConnectionError(str(exc)) from None
 
 
 # -- SQL pieces -------------------------------------------------------------------------------------

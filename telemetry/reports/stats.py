@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from telemetry.detect.stats import Z95_TWO_SIDED, wilson
 
-__all__ = ["Z95_TWO_SIDED", "wilson", "diff_interval", "Proportion"]
+__all__ = ["Z95_TWO_SIDED", "Proportion", "diff_interval", "wilson"]
 
 
 def diff_interval(passed1: int, n1: int, passed2: int, n2: int, z: float = Z95_TWO_SIDED) -> tuple[float, float]:

@@ -18,7 +18,7 @@ before a tier-up was judged on older traffic, prompts and retrieval.
 ``(cost / priced requests) / (passed / judged)`` in the first and the last slice of the window
 (a slice is one day, or half the window if it is shorter than two days), both with at least
 ``min_passed`` (20) passing verdicts; listed when ``late / early > factor`` (1.5), with the cost
-per request and pass-rate parts (``log cpc = log cpr - log pass_rate``) and the dominant models.
+per request and pass-rate parts (``log cpc = log cpr - log pass_rate``) and each slice's model mix.
 """
 
 from __future__ import annotations
@@ -29,10 +29,18 @@ from dataclasses import dataclass
 
 from telemetry.reports.common import ModelStats, ratio
 from telemetry.reports.output import Report, Section
-from telemetry.reports.query import DAY_MS, MONTH_SECONDS, Query, Window, check_database, load_window, rows_of
+from telemetry.reports.query import (
+    DAY_MS,
+    MONTH_SECONDS,
+    Query,
+    Window,
+    check_database,
+    load_window,
+    rows_of,
+)
 from telemetry.reports.stats import Proportion
 
-__all__ = ["TierDownCandidate", "select_tier_down", "CpcRise", "cpc_rise", "TierDown", "tier_down"]
+__all__ = ["CpcRise", "TierDown", "TierDownCandidate", "cpc_rise", "select_tier_down", "tier_down"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,8 @@ class CpcRise:
     route: str
     early: ModelStats  # name: the dominant model of the slice
     late: ModelStats
+    early_mix: str = ""  # "model share, ..." of the slice's requests
+    late_mix: str = ""
 
     @property
     def ratio(self) -> float | None:
@@ -83,11 +93,12 @@ class CpcRise:
         return ratio(self.late.cost_per_request, self.early.cost_per_request)
 
 
-def cpc_rise(route: str, early: ModelStats, late: ModelStats, *, factor: float = 1.5, min_passed: int = 20) -> CpcRise | None:
+def cpc_rise(route: str, early: ModelStats, late: ModelStats, *, factor: float = 1.5, min_passed: int = 20,
+             early_mix: str = "", late_mix: str = "") -> CpcRise | None:  # fmt: skip
     """A :class:`CpcRise` when the late cost per correct is over ``factor`` x the early one. Pure."""
     if early.quality.passed < min_passed or late.quality.passed < min_passed:
         return None
-    rise = CpcRise(route, early, late)
+    rise = CpcRise(route, early, late, early_mix, late_mix)
     r = rise.ratio
     return rise if r is not None and r > factor else None
 
@@ -111,17 +122,17 @@ class TierDown:
              c.diff_interval[0], c.diff_interval[1], c.requests_per_second, c.monthly_saving]
             for c in self.candidates])  # fmt: skip
         rises = Section("cost_per_correct_rises", [
-            "route", "early_model", "late_model", "early_cost_per_correct", "late_cost_per_correct", "cpc_ratio",
+            "route", "early_models", "late_models", "early_cost_per_correct", "late_cost_per_correct", "cpc_ratio",
             "cost_per_request_ratio", "early_pass_rate", "late_pass_rate",
-        ], [[r.route, r.early.name, r.late.name, r.early.cost_per_correct, r.late.cost_per_correct, r.ratio,
+        ], [[r.route, r.early_mix, r.late_mix, r.early.cost_per_correct, r.late.cost_per_correct, r.ratio,
              r.cost_per_request_ratio, r.early.quality.rate, r.late.quality.rate] for r in self.rises])  # fmt: skip
-        total = sum(c.monthly_saving or 0.0 for c in self.candidates)
+        best = sum((cs[0].monthly_saving or 0.0) for cs in _by_route(self.candidates).values())
         notes = [
-            f"cheaper alternatives: pass-rate difference lower bound >= -{self.tolerance:g}, >= {self.min_judged} online "
-            f"verdicts per model; best total saving if each route takes its first candidate: "
-            f"${sum((cs[0].monthly_saving or 0.0) for cs in _by_route(self.candidates).values()):,.2f}/month "
-            f"(all rows: ${total:,.2f})",
+            (f"cheaper alternatives: pass-rate difference lower bound >= -{self.tolerance:g}, >= {self.min_judged} "
+             f"online verdicts per model; saving if each route moves to its best candidate: ${best:,.2f}/month"),
             f"cost per correct rises: last slice over first slice > {self.factor:g}x",
+            ("a cheaper model served before a tier-up was judged on older traffic, prompts and retrieval: confirm "
+             "with a canary (telemetry report canary) before moving the route back"),
         ]  # fmt: skip
         title = f"tier-down review\nwindow {self.window.describe()}"
         return Report("tier-down", title, [cand, rises], notes)
@@ -142,9 +153,9 @@ def _stats(query: Query, db: str, window: Window, part: str, part_v: str) -> dic
         f"FROM {db}.requests WHERE {window.between('ts')} GROUP BY route, part, sm"
     ))  # fmt: skip
     verd = {
-        (str(r["route"]), str(r["part"]), str(r["sm"])): Proportion(int(r["passed"]), int(r["judged"]))
+        (str(r["route"]), str(r["part"]), str(r["sm"])): Proportion(int(r["n_passed"]), int(r["judged"]))
         for r in rows_of(query(
-            f"SELECT route, {part_v} AS part, served_model AS sm, count() AS judged, countIf(passed = 1) AS passed "
+            f"SELECT route, {part_v} AS part, served_model AS sm, count() AS judged, countIf(passed = 1) AS n_passed "
             f"FROM {db}.verdicts WHERE kind = 'online' AND {window.between('request_ts')} GROUP BY route, part, sm"
         ))
     }  # fmt: skip
@@ -156,12 +167,24 @@ def _stats(query: Query, db: str, window: Window, part: str, part_v: str) -> dic
     return out
 
 
-def _dominant(stats: Sequence[ModelStats]) -> str:
-    """The model with the most requests (stats of one model may come in several parts)."""
+def _totals(stats: Sequence[ModelStats]) -> dict[str, int]:
     totals: dict[str, int] = defaultdict(int)
     for s in stats:
         totals[s.name] += s.requests
+    return totals
+
+
+def _dominant(stats: Sequence[ModelStats]) -> str:
+    """The model with the most requests (stats of one model may come in several parts)."""
+    totals = _totals(stats)
     return max(totals, key=lambda m: (totals[m], m))
+
+
+def _mix(stats: Sequence[ModelStats]) -> str:
+    """``"model 71%, other 29%"``, most requests first."""
+    totals = _totals(stats)
+    n = sum(totals.values()) or 1
+    return ", ".join(f"{m} {100 * c / n:.0f}%" for m, c in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _pool(name: str, stats: Sequence[ModelStats]) -> ModelStats:
@@ -205,8 +228,8 @@ def tier_down(query: Query, database: str, *, days: float = 7.0, tolerance: floa
                                        tolerance=tolerance, min_judged=min_judged)  # fmt: skip
         early, late = per_slice[route].get("early", []), per_slice[route].get("late", [])
         if early and late:
-            rise = cpc_rise(route, _pool(_dominant(early), early), _pool(_dominant(late), late),
-                            factor=factor, min_passed=min_passed)  # fmt: skip
+            rise = cpc_rise(route, _pool(_dominant(early), early), _pool(_dominant(late), late), factor=factor,
+                            min_passed=min_passed, early_mix=_mix(early), late_mix=_mix(late))  # fmt: skip
             if rise is not None:
                 rises.append(rise)
     candidates.sort(key=lambda c: -(c.monthly_saving or 0.0))
