@@ -95,10 +95,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-throughput", action="store_true", help="skip pre-load, ceiling and throughput")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-micro", action="store_true")
-    p.add_argument("--incidents", type=int, default=16, help="incident injections in the latency phase")
+    p.add_argument("--incidents", type=int, default=12, help="incident injections in the latency phase")
     p.add_argument("--load-rate", type=float, default=2000.0, help="steady events/s during the latency phase")
     p.add_argument("--burst-rate", type=float, default=50.0, help="incident events/s on the incident's route")
-    p.add_argument("--micro-requests", type=int, default=50_000, help="requests for the micro-profile")
+    p.add_argument("--micro-requests", type=int, default=30_000, help="requests for the micro-profile")
     p.add_argument("--profile-worker", action="store_true",
                    help="run the throughput worker under bench.probe (GC timer + stack sampler; ~1%% overhead)")
     o = ap.add_argument_group("other")

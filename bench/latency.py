@@ -121,6 +121,7 @@ class _Load:
         self.sent_verdicts = 0
         self.pending: list[asyncio.Future[Any]] = []
         self.seq = 0
+        self.ack_latencies: list[float] = []  # send() -> broker ack, every 20th request
 
     def _rid(self) -> str:
         self.seq += 1
@@ -134,8 +135,11 @@ class _Load:
         body = request_body(self.rng, route, rid, ts, served_model=served, error=error)
         if model is not None:
             body["model"] = model
-        self.pending.append(await self.producer.send(self.topics[0], orjson.dumps(body), key=rid.encode()))
+        fut = await self.producer.send(self.topics[0], orjson.dumps(body), key=rid.encode())
+        self.pending.append(fut)
         self.sent_requests += 1
+        if self.sent_requests % 20 == 0:
+            fut.add_done_callback(lambda _f, w=wall: self.ack_latencies.append(time.time() - w))
         if error is None and self.sample and self.rng.random() < self.sample:
             self.verdicts_due.append((wall + 1.0, route, rid))
         incident = self.by_route.get(route.name)
@@ -259,9 +263,9 @@ async def run_latency(
     rate: float = 2000.0,
     verdict_sample: float = 0.2,
     burst_rate: float = 50.0,
-    warmup_s: float = 5.0,
+    warmup_s: float = 3.0,
     alert_timeout_s: float = 30.0,
-    gap_s: float = 0.5,
+    gap_s: float = 0.3,
     seed: int = 20250601,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
@@ -279,6 +283,7 @@ async def run_latency(
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5, client_id="llm-telemetry-bench-load",
                                 **options)  # fmt: skip
     load_task: asyncio.Task[None] | None = None
+    load: _Load | None = None
     t0 = time.monotonic()
     result: dict[str, Any] = {"incidents_planned": incidents, "rate_target": rate, "burst_rate": burst_rate}
     try:
@@ -374,6 +379,7 @@ async def run_latency(
         result["seconds"] = round(time.monotonic() - t0, 1)
 
     latencies = [i.latency_s for i in plan if i.latency_s is not None]
+    ack = load.ack_latencies if load is not None else []
     worker_parts = [i.worker_part_s for i in plan if i.worker_part_s is not None]
     expected = {(i.route.name, i.alertname) for i in plan}
     result.update(
@@ -384,6 +390,8 @@ async def run_latency(
         min_s=_r(min(latencies) if latencies else None),
         worker_part_p50_s=_r(percentile(worker_parts, 50)),
         bench_loop_lag_p99_ms=_r(1000 * (percentile(lag.lags, 99) or 0.0)),
+        produce_ack_p50_ms=_r(1000 * (percentile(ack, 50) or 0.0)),
+        produce_ack_p99_ms=_r(1000 * (percentile(ack, 99) or 0.0)),
         by_kind={
             kind: {"n": len(v), "p50_s": _r(percentile(v, 50)), "max_s": _r(max(v) if v else None)}
             for kind in ("storm", "tier")

@@ -71,7 +71,8 @@ def thread_cpu_groups(
     building, and the chDB calls made from it, whose C++ work runs on the calling thread), and
     every other thread name (chDB's own pools) by name. ``python_threads`` (native id -> name,
     from the probe) identifies Python threads exactly; without it, threads named like the main
-    one are taken as Python threads (``comm`` is not set by Python 3.11)."""
+    one, or ``Unknown`` (what a pool thread is called once chDB has run a query on it), are taken
+as the pool (Python 3.11 does not set ``comm`` itself)."""
     main_name = after.get(pid, before.get(pid, ("", 0.0)))[0]
     groups: dict[str, float] = {}
     for tid, (name, secs) in after.items():
@@ -81,7 +82,9 @@ def thread_cpu_groups(
         elif python_threads is not None and tid in python_threads:
             pyname = python_threads[tid]
             key = "to_thread pool" if pyname.startswith("asyncio") else f"python: {pyname.rstrip('0123456789_')}"
-        elif python_threads is None and name == main_name:
+        elif python_threads is None and name in (main_name, "Unknown"):
+            # a pool thread that ran a chDB query shows as "Unknown" (the probe's exact mapping
+            # of native ids to Python thread names shows these are the asyncio_N threads)
             key = "to_thread pool"
         else:
             key = f"native: {name.rstrip('0123456789') or name}"

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     clickhouse_database: str = Field("llm_telemetry", description="Database holding every table.")
 
     # --- worker --------------------------------------------------------------------------
+    ingest_mode: Literal["batch", "agents"] = Field(
+        "batch", description="batch: one aiokafka batch consumer; agents: one Faust agent per topic."
+    )
     batch_size: int = Field(5000, ge=1, description="Events per ClickHouse insert batch.")
     batch_seconds: float = Field(1.0, gt=0, description="Longest wait to fill a batch.")
     join_cache_size: int = Field(1_000_000, ge=1000, description="Requests kept in memory for the join.")

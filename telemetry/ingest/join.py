@@ -16,6 +16,7 @@ A batch is handled in two steps so that the core stays pure:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -35,7 +36,7 @@ class KnownRequest:
     model: str
     served_model: str
     cost_usd: float | None
-    evaluators: set[str] = field(default_factory=set)
+    evaluators: set[str] | None = None  # created on the first verdict: most requests get none
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,15 +83,19 @@ class JoinOutcome:
 
 
 def known_from(priced: PricedRequest) -> KnownRequest:
+    """The cache entry of a request. Route, team and model names are interned: a million
+    cached requests share a handful of strings instead of holding a million copies."""
     event = priced.event
+    intern = sys.intern
     return KnownRequest(
         request_id=event.request_id,
         ts_ms=event.ts,
-        route=event.route,
-        team=event.team,
-        model=event.model,
-        served_model=event.served_model,
+        route=intern(event.route),
+        team=intern(event.team),
+        model=intern(event.model),
+        served_model=intern(event.served_model),
         cost_usd=priced.cost.usd,
+        evaluators=None,
     )
 
 
@@ -186,7 +191,9 @@ class JoinState:
     def _apply_verdict(self, verdict: VerdictEvent, out: JoinOutcome) -> None:
         known = self._requests.get(verdict.request_id)
         if known is not None:
-            if verdict.evaluator in known.evaluators:
+            if known.evaluators is None:
+                known.evaluators = set()
+            elif verdict.evaluator in known.evaluators:
                 out.duplicate_verdicts += 1
                 return
             known.evaluators.add(verdict.evaluator)
@@ -203,6 +210,8 @@ class JoinState:
         parked = self._parked.pop(known.request_id, None)
         if not parked:
             return
+        if known.evaluators is None:
+            known.evaluators = set()
         for evaluator, verdict in parked.items():
             if evaluator in known.evaluators:
                 continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -45,6 +46,15 @@ def _token(kind: str, keys: Iterable[str]) -> str:
     return f"{kind}-{digest.hexdigest()[:32]}"
 
 
+def _known(row: Sequence[object]) -> KnownRequest:
+    """A cache entry from (request_id, ts ms, route, team, model, served_model, cost_usd)."""
+    intern = sys.intern
+    return KnownRequest(
+        str(row[0]), int(row[1]), intern(str(row[2])), intern(str(row[3])), intern(str(row[4])),  # type: ignore[call-overload]
+        intern(str(row[5])), row[6],  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class AggregateCheck:
     requests: int
@@ -66,13 +76,15 @@ class Store:
 
     # -- writes ---------------------------------------------------------------------------------
     def _insert(self, table: str, rows: list[list[object]], columns: list[str], token: str) -> None:
+        """Insert rows column-oriented (clickhouse-connect serializes columns ~3x faster)."""
         if not rows:
             return
         self.client.insert(
             table,
-            rows,
+            list(zip(*rows, strict=True)),
             column_names=columns,
             database=self.db,
+            column_oriented=True,
             settings={**WRITE_SETTINGS, "insert_deduplication_token": token},
         )
 
@@ -133,8 +145,9 @@ class Store:
             found.requests.update(self._requests_by_id(chunk))
             stored = set(self._verdict_keys(chunk))
             for rid, evaluator in stored:
-                if rid in found.requests:
-                    found.requests[rid].evaluators.add(evaluator)
+                known = found.requests.get(rid)
+                if known is not None:
+                    known.evaluators = (known.evaluators or set()) | {evaluator}
             for verdict in self._pending_by_id(chunk):
                 if (verdict.request_id, verdict.evaluator) not in stored:
                     found.pending.setdefault(verdict.request_id, []).append(verdict)
@@ -147,7 +160,7 @@ class Store:
             parameters={"ids": ids},
         )
         return {
-            str(r[0]): KnownRequest(str(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in result.result_rows
+            str(r[0]): _known(r) for r in result.result_rows
         }
 
     def _verdict_keys(self, ids: list[str]) -> list[tuple[str, str]]:
@@ -181,7 +194,7 @@ class Store:
                 f"ORDER BY t DESC LIMIT %(cap)s",
                 parameters={"since": since, "cap": capacity},
             )
-            loaded = [KnownRequest(str(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in result.result_rows]
+            loaded = [_known(r) for r in result.result_rows]
             complete_since = since
             if len(loaded) >= capacity:
                 complete_since = loaded[-1].ts_ms + 1
@@ -197,7 +210,7 @@ class Store:
             for rid, evaluator in keys.result_rows:
                 known = by_id.get(str(rid))
                 if known is not None:
-                    known.evaluators.add(str(evaluator))
+                    known.evaluators = (known.evaluators or set()) | {str(evaluator)}
         pending = self.client.query(f"SELECT {', '.join(R.PENDING_COLUMNS)} FROM {self.db}.verdicts_unjoined")
         return state, [R.pending_from_row(row) for row in pending.result_rows]
 

@@ -19,7 +19,8 @@ from faust.web import Request, Response, View
 from telemetry.ingest.batch import RawMessage
 from telemetry.settings import Settings
 from telemetry.sql import WriteRefused, run_read_only
-from telemetry.worker.pipeline import Kind, Pipeline
+from telemetry.worker.consumer import BatchConsumer
+from telemetry.worker.pipeline import Kind, Pipeline, die
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,22 @@ def broker_credentials(settings: Settings) -> Any:
     return None
 
 
+def _exit_if_failed(task: asyncio.Future[None]) -> None:
+    """The ingest loop must never end on its own: if it does, stop without committing."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        die("ingest loop failed", exc)
+
+
 def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
     """Build the Faust app for ``settings``; ``pipeline`` does the work."""
+    # In batch mode the ingest consumer owns TELEMETRY_CONSUMER_GROUP; Faust's own consumer
+    # (which subscribes to nothing then) must not join that group with its own protocol.
+    app_id = settings.consumer_group if settings.ingest_mode == "agents" else f"{settings.consumer_group}.app"
     app = faust.App(
-        settings.consumer_group,
+        app_id,
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
         broker_credentials=broker_credentials(settings),
         key_serializer="raw",
@@ -79,17 +92,33 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
         ingest.__name__ = f"ingest_{kind}"
         app.agent(topic, name=f"ingest-{kind}")(ingest)
 
-    agent_for("requests", settings.requests_topic)
-    agent_for("verdicts", settings.verdicts_topic)
+    consumer: BatchConsumer | None = None
+    if settings.ingest_mode == "agents":
+        agent_for("requests", settings.requests_topic)
+        agent_for("verdicts", settings.verdicts_topic)
+    else:
+        consumer = BatchConsumer(settings, pipeline)
 
     @app.service
     class PipelineService(faust.Service):  # type: ignore[misc]
-        """Starts the pipeline with the app and stops it after the agents."""
+        """Starts the pipeline (and the batch consumer) with the app; on stop, lets the batch in
+        flight finish and commit before the pipeline's producer closes."""
+
+        _ingest: asyncio.Future[None] | None = None
 
         async def on_start(self) -> None:
             await pipeline.start()
+            if consumer is not None:
+                self._ingest = asyncio.ensure_future(consumer.run())
+                self._ingest.add_done_callback(_exit_if_failed)
 
         async def on_stop(self) -> None:
+            if consumer is not None and self._ingest is not None:
+                await consumer.stop()
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._ingest), timeout=60)
+                except (asyncio.TimeoutError, asyncio.CancelledError):
+                    die("ingest did not stop within 60 s")
             await pipeline.stop()
 
     @app.page("/telemetry/stats/")

@@ -24,7 +24,9 @@ def worker(test_settings: Settings, tmp_path: Path):
         w.stop()
 
 
-def test_walking_skeleton_event_becomes_a_row(worker: Worker, test_settings: Settings) -> None:
+@pytest.mark.parametrize("mode", ["batch", "agents"])
+def test_walking_skeleton_event_becomes_a_row(worker: Worker, test_settings: Settings, mode: str) -> None:
+    worker.settings = test_settings.model_copy(update={"ingest_mode": mode})
     traffic = make_traffic(60)
     worker.start()
     produce(test_settings, test_settings.requests_topic, traffic.requests)
