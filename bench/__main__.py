@@ -79,6 +79,21 @@ def machine_info(kafka_version: str | None) -> dict[str, Any]:
     }
 
 
+def git_info() -> dict[str, Any] | None:
+    """The commit the worker code comes from, and the files changed on top of it."""
+    from bench.workerproc import REPO_ROOT
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()  # fmt: skip
+
+    try:
+        changed = [ln[3:] for ln in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+        return {"commit": git("rev-parse", "--short=12", "HEAD"), "changed": [c for c in changed if c.startswith("telemetry/")]}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
@@ -90,6 +105,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     w.add_argument("--batch-seconds", type=float, default=None, help="TELEMETRY_BATCH_SECONDS (default: the worker's, 1.0)")
     w.add_argument("--partitions", type=int, default=4, help="partitions of every bench topic")
     w.add_argument("--join-cache-size", type=int, default=None, help="TELEMETRY_JOIN_CACHE_SIZE (default: the worker's)")
+    w.add_argument("--set", dest="worker_settings", action="append", default=[], metavar="NAME=VALUE",
+                   help="any other worker setting, e.g. --set ingest_mode=agents (TELEMETRY_<NAME>)")
     p = ap.add_argument_group("phases")
     p.add_argument("--skip-ceiling", action="store_true")
     p.add_argument("--skip-throughput", action="store_true", help="skip pre-load, ceiling and throughput")
@@ -110,10 +127,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-async def _cleanup_topics(settings: Any, prefix: str) -> list[str]:
+async def _cleanup_topics(settings: Any, *prefixes: str) -> list[str]:
     from bench.kafkautil import delete_topics
 
-    return await delete_topics(settings.kafka_bootstrap, settings.kafka_client_options(), prefix)
+    return await delete_topics(settings.kafka_bootstrap, settings.kafka_client_options(), *prefixes)
 
 
 def _run_json_child(args: list[str], timeout: float) -> dict[str, Any]:
@@ -147,6 +164,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         knobs["batch_seconds"] = args.batch_seconds
     if args.join_cache_size is not None:
         knobs["join_cache_size"] = args.join_cache_size
+    for item in args.worker_settings:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--set wants NAME=VALUE, got {item!r}")
+        knobs[name.strip().lower().removeprefix("telemetry_")] = value
 
     def settings_for(phase: str) -> Any:
         return load_settings(
@@ -161,6 +183,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "partitions": args.partitions, "join_cache_size": tp_settings.join_cache_size,
         "incidents": args.incidents, "load_rate": args.load_rate, "burst_rate": args.burst_rate,
         "compression": args.compression or "none", "profile_worker": args.profile_worker,
+        "worker_settings": {k: str(getattr(tp_settings, k, v)) for k, v in knobs.items()},
+        "ingest_mode": getattr(tp_settings, "ingest_mode", None),
+        "git": git_info(),
     }  # fmt: skip
     machine = machine_info(status.version or base.kafka_version)
     _log(f"run {run_id}: topics {prefix}*, data {root}; {config}")
@@ -223,7 +248,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if not args.keep:
             with contextlib.suppress(Exception):
-                deleted = await _cleanup_topics(base, prefix)
+                # the run's topics, and the ``<group>-__assignor-__leader`` topic Faust makes per group
+                deleted = await _cleanup_topics(base, prefix, f"bench-{run_id}-")
                 _log(f"cleanup: deleted {len(deleted)} topics")
             shutil.rmtree(root, ignore_errors=True)
         else:

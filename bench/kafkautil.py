@@ -60,11 +60,11 @@ async def create_topics(bootstrap: str, options: dict[str, Any], names: Sequence
         await admin.close()
 
 
-async def delete_topics(bootstrap: str, options: dict[str, Any], prefix: str) -> list[str]:
-    """Delete every topic whose name starts with ``prefix``; returns their names."""
+async def delete_topics(bootstrap: str, options: dict[str, Any], *prefixes: str) -> list[str]:
+    """Delete every topic whose name starts with one of ``prefixes``; returns their names."""
     admin = await _admin(bootstrap, options)
     try:
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        names = [t for t in await admin.list_topics() if t.startswith(prefixes)]
         if names:
             await admin.delete_topics(names)
         return names

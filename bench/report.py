@@ -31,7 +31,10 @@ def stage_profile(stage_seconds: dict[str, float], events: int, wall_s: float) -
     The pipeline runs one batch at a time under one lock, so the stages add up to the time the
     worker spent *inside* batches; ``framework_overhead`` is the rest of the wall time between
     ready and done: Faust fetching, buffering and dispatching events, acks and offset commits,
-    the wait for the last commit, and any moment the pipeline had no batch in hand.
+    the wait for the last commit, and any moment the pipeline had no batch in hand. A worker
+    that overlaps stages of consecutive batches (e.g. decodes the next batch while the previous
+    one is inserted) can add up to more than the wall time: ``stages_overlap`` says so, and the
+    overhead is then reported as 0 (it cannot be told apart from the overlap).
     """
     stages = {k: float(stage_seconds.get(k, 0.0)) for k in STAGES}
     extra = {k: float(v) for k, v in stage_seconds.items() if k not in stages}
@@ -48,6 +51,7 @@ def stage_profile(stage_seconds: dict[str, float], events: int, wall_s: float) -
         "share_of_wall": share,
         "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
         "inside_stages_s": round(inside, 3),
+        "stages_overlap": inside > wall_s,
         "framework_overhead_s": round(overhead, 3),
         "wall_s": round(wall_s, 3),
         "events": events,

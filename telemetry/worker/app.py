@@ -10,6 +10,7 @@ offset is committed before ClickHouse has the rows.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
@@ -108,6 +109,7 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
 
         async def on_start(self) -> None:
             await pipeline.start()
+            gc.freeze()  # the join cache loaded at start need not be scanned by every collection
             if consumer is not None:
                 self._ingest = asyncio.ensure_future(consumer.run())
                 self._ingest.add_done_callback(_exit_if_failed)

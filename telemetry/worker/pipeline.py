@@ -76,6 +76,9 @@ class Pipeline:
         self.retry = RetryPolicy(is_transient=_transient)
         self.counters: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()
+        # Event-time clocks: the newest request / verdict time decoded so far (for alignment).
+        self.requests_clock_ms = 0
+        self.verdicts_clock_ms = 0
         self._lock = asyncio.Lock()
         self._ready = asyncio.Event()
         self.store: Store | None = None
@@ -166,6 +169,14 @@ class Pipeline:
                 die(f"unexpected error in {kind} batch", exc)
 
     async def _handle(self, kind: Kind, messages: Sequence[RawMessage]) -> None:
+        await self.complete(await self.prepare(kind, messages))
+
+    async def prepare(self, kind: Kind, messages: Sequence[RawMessage]) -> JoinOutcome:
+        """Decode, price, dead-letter and join one batch. The outcome is not stored yet.
+
+        Batches must be prepared in consumption order and completed in the same order; a
+        batch may be prepared while the previous one is being stored (the join cache already
+        holds that batch, and every id it looks up in storage was stored earlier)."""
         assert self.prices is not None and self.join is not None and self.store is not None
         now_ms = self.now_ms()
         max_bytes = self.settings.max_message_bytes
@@ -176,10 +187,18 @@ class Pipeline:
             decoded = await asyncio.to_thread(decode_verdicts, messages, max_bytes=max_bytes, now_ms=now_ms)
         timer.lap("decode_validate_price")
         self.counters[f"{kind}_messages"] += len(messages)
+        if decoded.requests:
+            self.requests_clock_ms = max(self.requests_clock_ms, max(p.event.ts for p in decoded.requests))
+        if decoded.verdicts:
+            self.verdicts_clock_ms = max(self.verdicts_clock_ms, max(v.ts for v in decoded.verdicts))
         if decoded.dead:
             await self._dead_letter(decoded.dead)
             timer.lap("dead_letter")
-        outcome = await self._join(decoded, timer)
+        return await self._join(decoded, timer)
+
+    async def complete(self, outcome: JoinOutcome) -> None:
+        """Store a prepared batch (retrying until ClickHouse has it), then run the observers."""
+        timer = StageTimer(self.seconds)
         await self._write(outcome)
         timer.lap("insert")
         self._count(outcome)

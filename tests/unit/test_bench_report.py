@@ -43,6 +43,8 @@ def test_stage_profile_keeps_unknown_stages_and_never_goes_negative() -> None:
     prof = stage_profile({"insert": 3.0, "new_stage": 1.0}, events=10, wall_s=2.0)
     assert prof["stage_seconds"]["new_stage"] == 1.0
     assert prof["framework_overhead_s"] == 0.0
+    assert prof["stages_overlap"] is True
+    assert stage_profile({"insert": 1.0}, events=10, wall_s=2.0)["stages_overlap"] is False
 
 
 def test_summary_has_the_required_keys_and_the_ratio() -> None:
