@@ -79,7 +79,7 @@ async def end_offsets(bootstrap: str, options: dict[str, Any], topics: Sequence[
     try:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         if len(tps) < len(topics):
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh topics
+            await consumer._client.force_metadata_update()
             tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         return dict(await consumer.end_offsets(tps))
     finally:

@@ -96,7 +96,7 @@ def incident_routes(count: int) -> list[Incident]:
 
 
 def _rfc3339_ms(text: str) -> int:
-    return int(round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000))
+    return round(datetime.fromisoformat(text).timestamp() * 1000)
 
 
 class _Load:
@@ -401,7 +401,7 @@ async def run_latency(
             {"kind": i.kind, "route": i.route.name, "alertname": i.alertname, "events_to_alert": i.events_to_alert,
              "latency_s": _r(i.latency_s), "worker_part_s": _r(i.worker_part_s)}
             for i in plan
-        ],  # fmt: skip
+        ],
         other_alerts=[
             {k: a[k] for k in ("alertname", "route", "model", "status", "summary")}
             for a in alerts.received

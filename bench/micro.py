@@ -130,8 +130,8 @@ def profile(n_requests: int = 50_000, verdict_sample: float = 0.2, batch_size: i
 
     out["join_requests"] = _timed(join_requests, nr)
     out["join_verdicts"] = _timed(join_verdicts, nv)
-    rows_r = lambda: [R.request_rows(o.new_requests, now) for o in outcomes_r]  # noqa: E731
-    rows_v = lambda: [R.verdict_rows(o.joined, now) for o in outcomes_v]  # noqa: E731
+    rows_r = lambda: [R.request_rows(o.new_requests, now) for o in outcomes_r]
+    rows_v = lambda: [R.verdict_rows(o.joined, now) for o in outcomes_v]
     out["rows_requests"] = _timed(rows_r, nr, repeat_without_gc=rows_r)
     out["rows_verdicts"] = _timed(rows_v, nv, repeat_without_gc=rows_v)
 

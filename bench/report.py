@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["STAGES", "format_summary", "stage_profile", "summarize", "probe_profile"]
+__all__ = ["STAGES", "format_summary", "probe_profile", "stage_profile", "summarize"]
 
 STAGES = ("decode_validate_price", "lookup", "join", "insert", "dead_letter", "detect_alert")
 """The pipeline's ``stage_seconds`` keys, in the order a batch goes through them."""
@@ -172,14 +172,14 @@ def _fmt(x: Any, spec: str = ",.0f") -> str:
 def format_summary(s: dict[str, Any]) -> str:
     """A few human lines for stderr (the JSON line on stdout is the machine-readable result)."""
     lines = [
-        f"bench {s['run_id']}: {_fmt(s['events'])} events ({_fmt(s['requests'])} requests + "
-        f"{_fmt(s['verdicts'])} verdicts){'' if s['complete'] in (True, None) else ' INCOMPLETE'}",
-        f"  worker      {_fmt(s['events_per_s'])} events/s after ready ({_fmt(s['events_per_s_including_startup'])}/s "
-        f"with the {_fmt(s['startup_s'], '.1f')} s startup; steady {_fmt(s['steady_events_per_s'])}/s)",
+        (f"bench {s['run_id']}: {_fmt(s['events'])} events ({_fmt(s['requests'])} requests + "
+        f"{_fmt(s['verdicts'])} verdicts){'' if s['complete'] in (True, None) else ' INCOMPLETE'}"),
+        (f"  worker      {_fmt(s['events_per_s'])} events/s after ready ({_fmt(s['events_per_s_including_startup'])}/s "
+        f"with the {_fmt(s['startup_s'], '.1f')} s startup; steady {_fmt(s['steady_events_per_s'])}/s)"),
         f"  ceiling     {_fmt(s['ceiling_events_per_s'])} events/s (bare aiokafka + orjson); ratio {_fmt(s['ratio'], '.3f')}",
         f"  produce     {_fmt(s['produce_events_per_s'])} events/s (pre-load)",
-        f"  alerts      p50 {_fmt(s['alert_latency_p50_s'], '.3f')} s, p99 {_fmt(s['alert_latency_p99_s'], '.3f')} s "
-        f"({_fmt(s['alerts_detected'])}/{_fmt(s['alerts_planned'])} detected)",
+        (f"  alerts      p50 {_fmt(s['alert_latency_p50_s'], '.3f')} s, p99 {_fmt(s['alert_latency_p99_s'], '.3f')} s "
+        f"({_fmt(s['alerts_detected'])}/{_fmt(s['alerts_planned'])} detected)"),
         f"  memory      peak RSS {_fmt(s['peak_rss_mib'], ',.1f')} MiB",
         f"  cpu         {_fmt(s['worker_cpu_s'], ',.1f')} s ({_fmt(s['worker_cpu_utilisation'], '.2f')} cores); "
         + ", ".join(f"{k} {v}" for k, v in (s.get("worker_cpu_s_by_thread") or {}).items()),

@@ -27,10 +27,16 @@ import orjson
 from aiokafka import TopicPartition
 
 from bench.kafkautil import OffsetWatcher, end_offsets
-from bench.procstat import cpu_seconds, peak_rss_mib, rss_mib, thread_cpu, thread_cpu_groups
-from telemetry.settings import Settings
+from bench.procstat import (
+    cpu_seconds,
+    peak_rss_mib,
+    rss_mib,
+    thread_cpu,
+    thread_cpu_groups,
+)
 from bench.spy import Spy, summarize_spy
 from bench.workerproc import new_worker
+from telemetry.settings import Settings
 from telemetry.worker.process import WorkerProcessError
 
 __all__ = ["run_throughput"]

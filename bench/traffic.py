@@ -74,7 +74,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("analytics.sql", "platform", "google", "gemini-2.5-flash", 0.04, (1800, 0.4), (2200, 0.5),
               (300, 0.5), (350, 0.4), 1200, 0.3, 0.87, "sql-exec@v1", "sql-v8"),
 )
-"""The throughput mix: ten routes, eight real models from three providers, all priced."""
+"""The throughput mix: ten routes of four teams, nine real models from three providers, all priced."""
 
 _ERRORS: tuple[tuple[str, int | None, float], ...] = (
     ("rate_limited", 429, 0.5),

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(20000, ge=1, description="Most events per batch (one insert per table).")
     batch_seconds: float = Field(1.0, gt=0, description="Longest wait to fill a batch.")
-    join_cache_size: int = Field(1_000_000, ge=1000, description="Requests kept in memory for the join.")
+    join_cache_size: int = Field(500_000, ge=1000, description="Requests kept in memory for the join.")
     join_horizon_hours: float = Field(24.0, gt=0, description="Verdicts later than this are flagged late.")
     max_message_bytes: int = Field(1_000_000, ge=1024, description="Larger messages are dead-lettered.")
     web_port: int = Field(6066, description="Worker's HTTP port on 127.0.0.1 (live SQL, health).")

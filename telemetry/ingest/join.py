@@ -17,6 +17,7 @@ A batch is handled in two steps so that the core stays pure:
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -113,6 +114,7 @@ class JoinState:
         self.capacity = capacity
         self.complete_since_ms = complete_since_ms
         self._requests: dict[str, KnownRequest] = {}
+        self._order: deque[KnownRequest] = deque()  # insertion order, for O(1) eviction
         self._parked: dict[str, dict[str, VerdictEvent]] = {}
 
     # -- loading (startup) -----------------------------------------------------------------
@@ -120,6 +122,7 @@ class JoinState:
         """Add stored requests to the cache (startup load, or lookups)."""
         for known in requests:
             self._put(known)
+        self._trim()
 
     def park(self, verdicts: Iterable[VerdictEvent]) -> None:
         """Add stored, not yet joined verdicts (startup load)."""
@@ -185,6 +188,7 @@ class JoinState:
             self._release_parked(known, out)
         for verdict in verdicts:
             self._apply_verdict(verdict, out)
+        self._trim()
         return out
 
     # -- internals ---------------------------------------------------------------------------
@@ -223,8 +227,19 @@ class JoinState:
 
     def _put(self, known: KnownRequest) -> None:
         self._requests[known.request_id] = known
-        while len(self._requests) > self.capacity:
-            oldest_id = next(iter(self._requests))
-            evicted = self._requests.pop(oldest_id)
-            self.complete_since_ms = max(self.complete_since_ms, evicted.ts_ms + 1)
+        self._order.append(known)
 
+    def _trim(self) -> None:
+        """Evict the oldest entries down to capacity. Runs only between batches: an eviction
+        in the middle of :meth:`apply` would drop a request that :meth:`ids_to_look_up` had
+        counted on, and its verdict would be parked instead of joined.
+
+        Popping the oldest key of a dict is O(n) in CPython once many were deleted (the entries
+        table keeps tombstones), so the insertion order lives in a deque. Every put appends its
+        entry; an entry evicts only if it is still the cached one (a re-added id has a newer
+        entry further back), so each cached id has exactly one live deque entry."""
+        while len(self._requests) > self.capacity:
+            oldest = self._order.popleft()
+            if self._requests.get(oldest.request_id) is oldest:
+                del self._requests[oldest.request_id]
+                self.complete_since_ms = max(self.complete_since_ms, oldest.ts_ms + 1)

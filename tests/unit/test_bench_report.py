@@ -89,8 +89,8 @@ def test_py_spy_stacks_are_filed_under_pipeline_stages_or_framework_packages() -
     sp = "/usr/lib/python3.11/site-packages"
     raw = "\n".join([
         f"thread (1): MainThread;Service.wait_first ({sp}/mode/services.py:10);_wait (/usr/lib/python3.11/asyncio/tasks.py:5) 6",
-        "thread (2): asyncio_0;Thread.run (/usr/lib/python3.11/threading.py:1);"
-        f"decode_requests (/w/telemetry/ingest/batch.py:3);BaseModel.model_validate ({sp}/pydantic/main.py:9) 3",
+        ("thread (2): asyncio_0;Thread.run (/usr/lib/python3.11/threading.py:1);"
+        f"decode_requests (/w/telemetry/ingest/batch.py:3);BaseModel.model_validate ({sp}/pydantic/main.py:9) 3"),
         "thread (1): MainThread;create_app.<locals>.StatsPage.get (/w/telemetry/worker/app.py:1) 1",
         "not a stack line",
     ])  # fmt: skip

@@ -104,3 +104,48 @@ def test_any_order_and_batching_joins_each_verdict_exactly_once(seed: int, batch
         joined += [(j.verdict.request_id, j.verdict.evaluator) for j in out.joined]
     assert len(stored) == n
     assert sorted(joined) == sorted(expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32), st.booleans())
+def test_small_cache_lagging_verdicts_and_pipelined_writes_lose_no_join(seed: int, pipelined: bool) -> None:
+    """The shell's loop with a cache far smaller than the lag between requests and verdicts:
+    evicted requests are found in storage, parked verdicts are released, none stays parked."""
+    rnd = random.Random(seed)
+    s = JoinState(horizon_ms=24 * HOUR, capacity=50)
+    stored: dict[str, PricedRequest] = {}
+    parked_store: dict[str, list[VerdictEvent]] = {}
+    requests = [req(i, T0 + i) for i in range(600)]
+    verdicts = [verdict(i) for i in range(600) if rnd.random() < 0.4]
+    rnd.shuffle(verdicts[: len(verdicts) // 3])  # some early, most lagging
+    joined: list[str] = []
+    in_flight = None
+
+    def write(out: object) -> None:
+        for p in out.new_requests:  # type: ignore[attr-defined]
+            stored[p.event.request_id] = p
+        for v in out.parked:  # type: ignore[attr-defined]
+            parked_store.setdefault(v.request_id, []).append(v)
+
+    def lookup(ids: set[str]) -> Lookup:
+        return Lookup(
+            requests={i: KnownRequest(i, stored[i].event.ts, "support.answer", "", "gpt-4o", "gpt-4o", 0.01)
+                      for i in ids if i in stored},
+            pending={i: list(parked_store[i]) for i in ids if i in parked_store},
+        )  # fmt: skip
+
+    ri = vi = 0
+    while ri < len(requests) or vi < len(verdicts):
+        rb = requests[ri : ri + rnd.randint(0, 40)]
+        vb = verdicts[vi : vi + rnd.randint(0, 8)]
+        ri, vi = ri + len(rb), vi + len(vb)
+        out = s.apply(rb, vb, lookup(s.ids_to_look_up(rb, vb)))
+        joined += [j.verdict.request_id for j in out.joined]
+        if pipelined:  # this batch is stored after the next one is prepared
+            if in_flight is not None:
+                write(in_flight)
+            in_flight = out
+        else:
+            write(out)
+    assert sorted(joined) == sorted(v.request_id for v in verdicts)
+    assert s.parked_verdicts == 0
