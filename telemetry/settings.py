@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     ingest_mode: Literal["batch", "agents"] = Field(
         "batch", description="batch: one aiokafka batch consumer; agents: one Faust agent per topic."
     )
-    batch_size: int = Field(20000, ge=1, description="Most events per batch (one insert per table).")
+    batch_size: int = Field(10000, ge=1, description="Most events per batch (one insert per table).")
     batch_seconds: float = Field(1.0, gt=0, description="Longest wait to fill a batch.")
     join_cache_size: int = Field(500_000, ge=1000, description="Requests kept in memory for the join.")
     join_horizon_hours: float = Field(24.0, gt=0, description="Verdicts later than this are flagged late.")
