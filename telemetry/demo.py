@@ -165,9 +165,11 @@ async def run_demo(settings: Settings, *, speed: float, scenario: str = "demo", 
     loaded = load_scenario(scenario)
     print(f"llm-telemetry demo: scenario {loaded.name!r}, one simulated day at x{speed:g} "
           f"(~{86400 / speed / 60:.0f} min)", file=out)  # fmt: skip
+    started_broker = False
     if not broker_answers(s.kafka_bootstrap):
         print(f"- starting the local Kafka broker on {s.kafka_bootstrap}", file=out)
-        await asyncio.to_thread(start_broker, s, log=lambda line: print(f"  {line}", file=out))
+        await asyncio.to_thread(start_broker, settings, log=lambda line: print(f"  {line}", file=out))
+        started_broker = True
     else:
         print(f"- Kafka answers at {s.kafka_bootstrap}", file=out)
     shutil.rmtree(s.data_dir / "clickhouse", ignore_errors=True)
@@ -197,6 +199,8 @@ async def run_demo(settings: Settings, *, speed: float, scenario: str = "demo", 
         print(f"The data stays in {s.data_dir}. Query it with:\n"
               f"  TELEMETRY_DATA_DIR={s.data_dir} telemetry sql \"SELECT * FROM llm_telemetry.route_hour LIMIT 10\"",
               file=out)  # fmt: skip
+        if started_broker:
+            print("The local Kafka broker keeps running; stop it with: telemetry kafka stop", file=out)
         return 0 if ok else 1
     finally:
         printing.cancel()
