@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,9 +41,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """Start, query and stop one worker child process. Its log goes to ``log_path``."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, *, argv: Sequence[str] | None = None,
+                 extra_env: Mapping[str, str] | None = None) -> None:  # fmt: skip
+        """``argv``: the child's command (default ``python -m telemetry worker``); ``extra_env``:
+        variables added to the environment that carries ``settings``."""
         self.settings = settings
         self.log_path = log_path
+        self.argv = list(argv) if argv is not None else [sys.executable, "-m", "telemetry", "worker"]
+        self.extra_env = dict(extra_env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -51,7 +57,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "telemetry", "worker"], env=settings_env(self.settings),
+            self.argv, env={**settings_env(self.settings), **self.extra_env},
             stdout=self._log, stderr=self._log, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
