@@ -7,11 +7,30 @@ inside ``TELEMETRY_DATA_DIR``. The README's configuration table documents each v
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> object:
+    """Seconds from ``300``, ``"300"``, ``"90s"``, ``"5m"``, ``"1h"``, ``"250ms"``; other values pass
+    through to pydantic's float validation (which then names the bad variable)."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+"""A duration in seconds; the variable may say ``300``, ``90s``, ``5m``, ``1h``."""
 
 
 class Settings(BaseSettings):
@@ -58,7 +77,29 @@ class Settings(BaseSettings):
     join_cache_size: int = Field(500_000, ge=1000, description="Requests kept in memory for the join.")
     join_horizon_hours: float = Field(24.0, gt=0, description="Verdicts later than this are flagged late.")
     max_message_bytes: int = Field(1_000_000, ge=1024, description="Larger messages are dead-lettered.")
-    web_port: int = Field(6066, description="Worker's HTTP port on 127.0.0.1 (live SQL, health).")
+    web_port: int = Field(6066, description="Worker's HTTP port (stats, health, live SQL).")
+    web_host: str = Field("127.0.0.1", description="Address the worker's HTTP port binds to.")
+    web_token: SecretStr | None = Field(
+        None, description="Bearer token the worker's HTTP pages require (`Authorization: Bearer ...`); unset: none."
+    )
+    max_future_skew: Seconds = Field(
+        300.0, ge=0, description="Events dated more than this ahead of the worker's clock are dead-lettered (ts_in_future)."
+    )
+    event_time_idle_seconds: Seconds = Field(
+        30.0, gt=0, description="After this long with no events, the detectors' clock advances with wall time."
+    )
+    max_routes: int = Field(2000, ge=1, description="Routes the detectors track; more go to the `__overflow__` route.")
+    max_models_per_route: int = Field(
+        20, ge=1, description="Models tracked per route by the detectors; more go to the `__overflow__` model."
+    )
+    max_teams: int = Field(500, ge=1, description="Teams tracked by the budget detector; more go to `__overflow__`.")
+    sql_max_seconds: Seconds = Field(30.0, gt=0, description="Analyst SQL: longest run time of one query.")
+    sql_max_memory_mb: int = Field(1024, ge=16, description="Analyst SQL: most memory one query may use, MiB.")
+    sql_max_threads: int = Field(1, ge=1, description="Analyst SQL: threads one query may use.")
+    sql_max_result_rows: int = Field(100_000, ge=1, description="Analyst SQL: most rows returned (more: truncated).")
+    delivery_max_age_hours: float = Field(
+        24.0, gt=0, description="A notification not delivered to a channel within this time is marked failed."
+    )
     prices_file: Path | None = Field(None, description="TOML price overrides for private/negotiated models.")
     routes_file: Path | None = Field(None, description="TOML per-route config: owners, SLOs, budgets, channels.")
 

@@ -29,6 +29,13 @@ class DecodedBatch:
     requests: list[PricedRequest] = field(default_factory=list)
     verdicts: list[VerdictEvent] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    # Largest accepted event time per source (topic, partition): the detectors' clock input.
+    event_times: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def saw(self, topic: str, partition: int, ts_ms: int) -> None:
+        key = (topic, partition)
+        if ts_ms > self.event_times.get(key, -1):
+            self.event_times[key] = ts_ms
 
 
 def decode_requests(messages: Sequence[RawMessage], prices: PriceBook, *, max_bytes: int, now_ms: int) -> DecodedBatch:
@@ -52,6 +59,7 @@ def decode_requests(messages: Sequence[RawMessage], prices: PriceBook, *, max_by
             producer_cost_usd=event.cost_usd,
         )
         out.requests.append(PricedRequest(event, cost, m.partition, m.offset))
+        out.saw(m.topic, m.partition, event.ts)
     return out
 
 
@@ -60,8 +68,11 @@ def decode_verdicts(messages: Sequence[RawMessage], *, max_bytes: int, now_ms: i
     out = DecodedBatch()
     for m in messages:
         try:
-            out.verdicts.append(decode_verdict(m.value, max_bytes))
+            verdict = decode_verdict(m.value, max_bytes)
         except BadInput as exc:
             out.dead.append(DeadLetter.of(exc, topic=m.topic, partition=m.partition, offset=m.offset,
                                           key=m.key, value=m.value, received_ms=now_ms))  # fmt: skip
+            continue
+        out.verdicts.append(verdict)
+        out.saw(m.topic, m.partition, verdict.ts)
     return out

@@ -77,6 +77,9 @@ class JoinOutcome:
     parked: list[VerdictEvent] = field(default_factory=list)
     duplicate_requests: int = 0
     duplicate_verdicts: int = 0
+    # Largest accepted event time per source (topic, partition) in the batch, duplicates
+    # included: what the detectors' clock advances on (set by the pipeline).
+    event_times: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:

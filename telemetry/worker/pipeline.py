@@ -194,7 +194,9 @@ class Pipeline:
         if decoded.dead:
             await self._dead_letter(decoded.dead)
             timer.lap("dead_letter")
-        return await self._join(decoded, timer)
+        outcome = await self._join(decoded, timer)
+        outcome.event_times = decoded.event_times
+        return outcome
 
     async def complete(self, outcome: JoinOutcome) -> None:
         """Store a prepared batch (retrying until ClickHouse has it), then run the observers."""
