@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 
-from telemetry.alerting.payloads import kafka_record
-from telemetry.alerting.webhooks import WebhookDispatcher
+from telemetry.alerting.delivery import DeliveryPolicy
+from telemetry.alerting.outbox import DeliveryOutbox
 from telemetry.contracts.alert import Alert
 from telemetry.detect.engine import DetectionEngine
 from telemetry.detect.facts import RequestFact, VerdictFact
@@ -26,7 +26,9 @@ from telemetry.ingest.join import JoinOutcome
 from telemetry.retry import RetryPolicy
 from telemetry.routes import RoutesConfig
 from telemetry.settings import Settings
+from telemetry.storage.deliveries import DeliveryStore
 from telemetry.storage.store import Store
+from telemetry.worker.kafka_errors import publish_alerts
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,10 @@ class AlertingObserver:
         self.save_every_s = save_every_s
         self.clock = clock
         self.engine = DetectionEngine(routes, env=settings.env)
-        self.dispatcher = WebhookDispatcher()
+        self.dispatcher = DeliveryOutbox(
+            routes, policy=DeliveryPolicy(max_age_s=settings.delivery_max_age_hours * 3600), clock=clock
+        )
+        self.counters = self.dispatcher.counters  # deliveries.*, alerts.publish_failed (stats page)
         self.watermark_ms = 0
         self.sent = 0
         self._store: Store | None = None
@@ -89,13 +94,12 @@ class AlertingObserver:
             self.engine = DetectionEngine.restore(saved.encode("latin-1"), self.routes, env=self.settings.env)
             self.watermark_ms = self.engine.now_ms
             log.info("detector state restored", extra={"watermark_ms": self.watermark_ms})
-        await self.dispatcher.start()
+        await self.dispatcher.start(DeliveryStore(store.client, store.db), self.retry)
 
     async def stop(self) -> None:
         if self._store is not None and self._dirty:
             await self._save()
-        await self.dispatcher.drain(timeout_s=5.0)
-        await self.dispatcher.stop()
+        await self.dispatcher.stop(grace_s=5.0)  # unfinished deliveries stay pending: resumed at start
 
     async def on_batch(self, outcome: JoinOutcome) -> None:
         requests, verdicts = request_facts(outcome), verdict_facts(outcome)
@@ -116,25 +120,19 @@ class AlertingObserver:
             await self._save()
 
     async def deliver(self, alerts: Sequence[Alert]) -> None:
-        """Topic first (the system of record for consumers), then the table, then webhooks."""
+        """Topic first (the system of record for consumers), then the table, then the webhook
+        outbox: each (alert, channel) is recorded in ``alert_deliveries`` before it is sent in the
+        background. A Kafka error the topic will never get over (a record too large, no
+        authorization) is logged and counted, not retried forever: the table and the outbox
+        still have the alert."""
         producer, store = self._producer, self._store
         assert producer is not None and store is not None
         emitted_ms = int(self.clock() * 1000)
-        topic = self.settings.alerts_topic
-
-        async def publish() -> None:
-            futures = []
-            for alert in alerts:
-                record = kafka_record(alert, emitted_at_ms=emitted_ms)
-                futures.append(await producer.send(topic, value=record.value, key=record.key, headers=record.headers))
-            await asyncio.gather(*futures)
-
-        await self.retry.run("alert publish", publish)
+        await publish_alerts(producer, self.settings, alerts, emitted_ms=emitted_ms, retry=self.retry,
+                             counters=self.counters)  # fmt: skip
         await self.retry.run("alert record", lambda: asyncio.to_thread(store.write_alerts, alerts, emitted_ms))
+        await self.dispatcher.submit(alerts, emitted_ms)
         for alert in alerts:
-            channels = self.routes.channels_for(alert.route, alert.labels.get("severity", "warning"))
-            if channels:
-                self.dispatcher.submit(alert, channels)
             log.warning(
                 "alert " + alert.status,
                 extra={"alertname": alert.alertname, "route": alert.route, "model": alert.labels.get("model", ""),

@@ -129,7 +129,7 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
             join = pipeline.join
             return self.json({
                 "ready": pipeline.ready,
-                "counters": dict(pipeline.counters),
+                "counters": {**pipeline.counters, **{k: v for o in pipeline.observers for k, v in getattr(o, "counters", {}).items()}},
                 "infrastructure_retries": pipeline.retry.retries,
                 "stage_seconds": {k: round(v, 6) for k, v in pipeline.seconds.items()},
                 "cached_requests": join.cached_requests if join else 0,

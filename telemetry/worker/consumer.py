@@ -27,12 +27,13 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from telemetry.ingest.batch import RawMessage
 from telemetry.retry import RetryPolicy
 from telemetry.settings import Settings
 from telemetry.ingest.join import JoinOutcome
+from telemetry.worker.kafka_errors import is_transient_kafka_error
 from telemetry.worker.pipeline import Pipeline, die
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,9 @@ class BatchConsumer:
         self.verdicts_paused_at_ms: int | None = None
         self._stopping = asyncio.Event()
         self._inflight: asyncio.Future[None] | None = None
-        self._commit_retry = RetryPolicy(
-            is_transient=lambda e: isinstance(e, KafkaError) and not isinstance(e, CommitFailedError)
-        )
+        # Only transient errors are retried (kafka_errors): CommitFailedError, authorization and
+        # the like would fail forever.
+        self._commit_retry = RetryPolicy(is_transient=is_transient_kafka_error)
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         s = self.settings
@@ -155,9 +156,15 @@ class BatchConsumer:
             die("storing a batch failed", exc)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        # A rebalance while the batch was stored may have revoked some of its partitions: their
+        # new owner re-reads them; committing them would raise IllegalStateError forever.
+        assigned = consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not offsets:
+            return
         try:
             await self._commit_retry.run("kafka commit", lambda: consumer.commit(offsets))
-        except CommitFailedError:
+        except (CommitFailedError, IllegalStateError):
             # The group rebalanced: these partitions belong to another member now, which will
             # re-read the batch; the idempotent writes make that harmless.
             log.warning("commit failed after a rebalance; the batch will be redelivered")

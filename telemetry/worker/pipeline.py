@@ -33,6 +33,7 @@ from telemetry.settings import Settings
 from telemetry.storage.clickhouse import connect, is_transient
 from telemetry.storage.migrate import migrate
 from telemetry.storage.store import Store
+from telemetry.worker.kafka_errors import is_transient_kafka_error
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ class BatchObserver(Protocol):
 
 
 def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, KafkaError) or is_transient(exc)
+    """Retry transient Kafka errors (never permanent ones: see kafka_errors) and ClickHouse outages."""
+    return is_transient_kafka_error(exc) if isinstance(exc, KafkaError) else is_transient(exc)
 
 
 def die(reason: str, exc: BaseException | None = None) -> None:
