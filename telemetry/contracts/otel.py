@@ -18,6 +18,7 @@ REQUEST_ALIASES: dict[str, str] = {
     "gen_ai.usage.input_tokens": "input_tokens",
     "gen_ai.usage.output_tokens": "output_tokens",
     "gen_ai.usage.cache_read.input_tokens": "cached_input_tokens",
+    "gen_ai.usage.cache_creation.input_tokens": "cache_write_tokens",
     "gen_ai.usage.reasoning.output_tokens": "reasoning_tokens",
     "error.type": "error_type",
 }
@@ -48,8 +49,8 @@ def normalize_request(data: dict[str, Any]) -> dict[str, Any]:
         return data
     out = _rename(data, REQUEST_ALIASES)
     reasons = data.get("gen_ai.response.finish_reasons")
-    if "finish_reason" not in out and isinstance(reasons, list) and reasons:
-        out["finish_reason"] = str(reasons[0])
+    if "finish_reason" not in out and isinstance(reasons, list) and reasons and isinstance(reasons[0], str):
+        out["finish_reason"] = reasons[0]
     if "status" not in out:
         out["status"] = "error" if out.get("error_type") else "ok"
     return out
@@ -65,7 +66,8 @@ def normalize_verdict(data: dict[str, Any]) -> dict[str, Any]:
         return data
     out = _rename(data, VERDICT_ALIASES)
     if "passed" not in out:
-        label = str(out.get("label", "")).lower()
+        label = out.get("label")
+        label = label.strip().lower() if isinstance(label, str) else ""
         if label in _PASS_LABELS:
             out["passed"] = True
         elif label in _FAIL_LABELS:

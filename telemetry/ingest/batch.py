@@ -1,16 +1,26 @@
-"""Decode and price one batch of raw messages. Pure: bytes in, events and dead letters out."""
+"""Decode and price one batch of raw messages. Pure: bytes in, events and dead letters out.
+
+Per-message isolation: whatever goes wrong with one message (bad input, or any exception while
+decoding, validating or pricing it) makes that message a dead letter; nothing here raises for
+one message. Time is an argument (``now_ms``): nothing here reads a clock.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from telemetry.contracts.decode import decode_request, decode_verdict
+from telemetry.contracts.decode import decode_request, decode_verdict, unexpected
 from telemetry.contracts.verdict import VerdictEvent
 from telemetry.errors import BadInput
 from telemetry.ingest.deadletter import DeadLetter
 from telemetry.ingest.join import PricedRequest
 from telemetry.pricing import PriceBook
+
+log = logging.getLogger(__name__)
+
+_NO_LIMIT = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,41 +47,85 @@ class DecodedBatch:
         if ts_ms > self.event_times.get(key, -1):
             self.event_times[key] = ts_ms
 
+    def reject(self, m: RawMessage, error: BadInput, now_ms: int) -> None:
+        self.dead.append(DeadLetter.of(error, topic=m.topic, partition=m.partition, offset=m.offset,
+                                       key=m.key, value=m.value, received_ms=now_ms))  # fmt: skip
 
-def decode_requests(messages: Sequence[RawMessage], prices: PriceBook, *, max_bytes: int, now_ms: int) -> DecodedBatch:
-    """Validate and price request messages; the rest become dead letters."""
+
+def _latest(now_ms: int, max_future_ms: int | None) -> int:
+    return _NO_LIMIT if max_future_ms is None else now_ms + max_future_ms
+
+
+def _in_future(ts_ms: int, now_ms: int, max_future_ms: int | None) -> BadInput:
+    ahead = (ts_ms - now_ms) / 1000.0
+    return BadInput("ts_in_future", f"ts {ts_ms} is {ahead:,.0f} s ahead of the worker's clock "
+                                    f"(at most {(max_future_ms or 0) / 1000.0:,.0f} s allowed)")  # fmt: skip
+
+
+def _unexpected(exc: Exception, m: RawMessage, logged: bool) -> BadInput:
+    if not logged:  # once per batch: a bug here shows with its traceback, without flooding the log
+        log.warning("unexpected error decoding a message; dead-lettered as decode_error",
+                    extra={"topic": m.topic, "partition": m.partition, "offset": m.offset}, exc_info=exc)  # fmt: skip
+    return unexpected(exc)
+
+
+def decode_requests(
+    messages: Sequence[RawMessage], prices: PriceBook, *, max_bytes: int, now_ms: int, max_future_ms: int | None = None
+) -> DecodedBatch:
+    """Validate and price request messages; the rest become dead letters. Events dated more
+    than ``max_future_ms`` after ``now_ms`` are dead letters (``ts_in_future``); ``None``: no
+    limit. Never raises for a message."""
     out = DecodedBatch()
+    latest = _latest(now_ms, max_future_ms)
+    cost = prices.cost
+    logged = False
     for m in messages:
         try:
             event = decode_request(m.value, max_bytes)
+            if event.ts > latest:
+                raise _in_future(event.ts, now_ms, max_future_ms)
+            priced = PricedRequest(event, cost(
+                provider=event.provider or None,
+                model=event.served_model,
+                ts_ms=event.ts,
+                input_tokens=event.input_tokens,
+                output_tokens=event.output_tokens,
+                cached_input_tokens=event.cached_input_tokens,
+                cache_write_tokens=event.cache_write_tokens,
+                reasoning_tokens=event.reasoning_tokens,
+                producer_cost_usd=event.cost_usd,
+            ), m.partition, m.offset)  # fmt: skip
         except BadInput as exc:
-            out.dead.append(DeadLetter.of(exc, topic=m.topic, partition=m.partition, offset=m.offset,
-                                          key=m.key, value=m.value, received_ms=now_ms))  # fmt: skip
+            out.reject(m, exc, now_ms)
             continue
-        cost = prices.cost(
-            provider=event.provider or None,
-            model=event.served_model,
-            ts_ms=event.ts,
-            input_tokens=event.input_tokens,
-            output_tokens=event.output_tokens,
-            cached_input_tokens=event.cached_input_tokens,
-            reasoning_tokens=event.reasoning_tokens,
-            producer_cost_usd=event.cost_usd,
-        )
-        out.requests.append(PricedRequest(event, cost, m.partition, m.offset))
+        except Exception as exc:  # noqa: BLE001 - one message never stops the worker
+            out.reject(m, _unexpected(exc, m, logged), now_ms)
+            logged = True
+            continue
+        out.requests.append(priced)
         out.saw(m.topic, m.partition, event.ts)
     return out
 
 
-def decode_verdicts(messages: Sequence[RawMessage], *, max_bytes: int, now_ms: int) -> DecodedBatch:
-    """Validate verdict messages; the rest become dead letters."""
+def decode_verdicts(
+    messages: Sequence[RawMessage], *, max_bytes: int, now_ms: int, max_future_ms: int | None = None
+) -> DecodedBatch:
+    """Validate verdict messages; the rest become dead letters (``ts_in_future`` as for
+    :func:`decode_requests`). Never raises for a message."""
     out = DecodedBatch()
+    latest = _latest(now_ms, max_future_ms)
+    logged = False
     for m in messages:
         try:
             verdict = decode_verdict(m.value, max_bytes)
+            if verdict.ts > latest:
+                raise _in_future(verdict.ts, now_ms, max_future_ms)
         except BadInput as exc:
-            out.dead.append(DeadLetter.of(exc, topic=m.topic, partition=m.partition, offset=m.offset,
-                                          key=m.key, value=m.value, received_ms=now_ms))  # fmt: skip
+            out.reject(m, exc, now_ms)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one message never stops the worker
+            out.reject(m, _unexpected(exc, m, logged), now_ms)
+            logged = True
             continue
         out.verdicts.append(verdict)
         out.saw(m.topic, m.partition, verdict.ts)

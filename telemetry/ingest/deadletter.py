@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from telemetry.errors import BadInput
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a header, a table row and a terminal: valid UTF-8 (lone surrogates
+    escaped), control and bidi characters shown as escapes."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +33,12 @@ class DeadLetter:
     @classmethod
     def of(cls, error: BadInput, *, topic: str, partition: int, offset: int,
            key: bytes | None, value: bytes | None, received_ms: int) -> DeadLetter:  # fmt: skip
-        return cls(topic, partition, offset, key, value, error.reason, error.detail, received_ms)
+        return cls(topic, partition, offset, key, value, error.reason, printable(error.detail), received_ms)
+
+    @property
+    def coordinates(self) -> tuple[str, int, int]:
+        """(topic, partition, offset) of the source message: a dead letter's identity."""
+        return (self.topic, self.partition, self.offset)
 
     @property
     def size(self) -> int:
@@ -33,7 +48,7 @@ class DeadLetter:
     def key_text(self) -> str:
         if not self.key:
             return ""
-        return self.key[:256].decode("utf-8", "replace")
+        return printable(self.key[:256].decode("utf-8", "replace"))
 
     def headers(self) -> list[tuple[str, bytes]]:
         """Kafka headers of the dead-letter message (the value is the original bytes)."""

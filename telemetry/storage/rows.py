@@ -10,8 +10,8 @@ from telemetry.contracts.verdict import VerdictEvent
 
 REQUEST_COLUMNS = [
     "request_id", "ts", "route", "team", "provider", "model", "response_model", "served_model",
-    "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "system_prompt_tokens",
-    "cost_usd", "cost_source", "price_version", "latency_ms", "ttft_ms", "status", "error_type",
+    "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+    "system_prompt_tokens", "cost_usd", "cost_source", "price_version", "latency_ms", "ttft_ms", "status", "error_type",
     "http_status", "finish_reason", "attempt", "prompt_version", "experiment", "tool_calls",
     "tool_errors", "tags", "user_hash", "response_hash", "schema_version", "ingested_at",
     "source_partition", "source_offset",
@@ -38,7 +38,8 @@ def request_rows(batch: Sequence[PricedRequest], now_ms: int) -> list[list[objec
         e = priced.event
         rows.append([
             e.request_id, e.ts, e.route, e.team, e.provider, e.model, e.response_model, e.served_model,
-            e.input_tokens, e.output_tokens, e.cached_input_tokens, e.reasoning_tokens, e.system_prompt_tokens,
+            e.input_tokens, e.output_tokens, e.cached_input_tokens, e.cache_write_tokens, e.reasoning_tokens,
+            e.system_prompt_tokens,
             priced.cost.usd, priced.cost.source, priced.cost.version, e.latency_ms, e.ttft_ms, e.status,
             e.error_type, e.http_status, e.finish_reason, e.attempt, e.prompt_version, e.experiment,
             e.tool_calls, e.tool_errors, e.tags, e.user_hash, e.response_hash, e.schema_version, now_ms,

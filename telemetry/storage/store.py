@@ -116,7 +116,7 @@ class Store:
         """Record dead letters once per (topic, partition, offset), also when redelivered."""
         if not letters:
             return
-        seen = self._existing_dead_letters(letters)
+        seen = self.recorded_dead_letters(letters)
         fresh = [d for d in letters if (d.topic, d.partition, d.offset) not in seen]
         self._insert(
             "dead_letters",
@@ -125,7 +125,11 @@ class Store:
             _token("dead", (f"{d.topic}:{d.partition}:{d.offset}" for d in fresh)),
         )
 
-    def _existing_dead_letters(self, letters: Sequence[DeadLetter]) -> set[tuple[str, int, int]]:
+    def recorded_dead_letters(self, letters: Sequence[DeadLetter]) -> set[tuple[str, int, int]]:
+        """The (topic, partition, offset) already in ``dead_letters`` among those of ``letters``
+        (a superset filter: callers test membership)."""
+        if not letters:
+            return set()
         topics = sorted({d.topic for d in letters})
         low = min(d.offset for d in letters)
         result = self.client.query(

@@ -182,11 +182,14 @@ class Pipeline:
         assert self.prices is not None and self.join is not None and self.store is not None
         now_ms = self.now_ms()
         max_bytes = self.settings.max_message_bytes
+        max_future_ms = int(self.settings.max_future_skew * 1000)
         timer = StageTimer(self.seconds)
         if kind == "requests":
-            decoded = await asyncio.to_thread(decode_requests, messages, self.prices, max_bytes=max_bytes, now_ms=now_ms)
+            decoded = await asyncio.to_thread(decode_requests, messages, self.prices, max_bytes=max_bytes, now_ms=now_ms,
+                                              max_future_ms=max_future_ms)  # fmt: skip
         else:
-            decoded = await asyncio.to_thread(decode_verdicts, messages, max_bytes=max_bytes, now_ms=now_ms)
+            decoded = await asyncio.to_thread(decode_verdicts, messages, max_bytes=max_bytes, now_ms=now_ms,
+                                              max_future_ms=max_future_ms)  # fmt: skip
         timer.lap("decode_validate_price")
         self.counters[f"{kind}_messages"] += len(messages)
         if decoded.requests:
@@ -229,9 +232,18 @@ class Pipeline:
         await self.retry.run("clickhouse insert", lambda: asyncio.to_thread(store.write, outcome, now_ms))
 
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        """Publish, then record, the dead letters not recorded yet: once per (topic, partition,
+        offset), also when a batch is redelivered after a restart. A crash between publish and
+        record can repeat one on the topic; its ``dlq.source.*`` headers identify it."""
         producer, store = self.producer, self.store
         assert producer is not None and store is not None
         topic = self.settings.deadletter_topic
+        recorded = await self.retry.run("dead-letter lookup", lambda: asyncio.to_thread(store.recorded_dead_letters, letters))
+        fresh = list({d.coordinates: d for d in letters if d.coordinates not in recorded}.values())
+        self.counters["dead_letters_already_recorded"] += len(letters) - len(fresh)
+        if not fresh:
+            return
+        letters = fresh
 
         async def publish() -> None:
             futures = [
