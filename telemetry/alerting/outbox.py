@@ -241,7 +241,7 @@ class DeliveryOutbox:
                 self.counters["deliveries.retried"] += 1
                 log.info(
                     "webhook delivery to channel %s failed (%s); attempt %d, retrying in %.1fs",
-                    d.channel, new.last_status, new.attempts, (new.next_attempt_ms - self._now_ms()) / 1000,
+                    d.channel, new.last_status, new.attempts, max(0.0, (new.next_attempt_ms - self._now_ms()) / 1000),
                     extra=self._fields(new, event="webhook_retry", last_status=new.last_status),
                 )  # fmt: skip
             else:
