@@ -33,7 +33,7 @@ from telemetry.settings import Settings
 from telemetry.storage.clickhouse import connect, is_transient
 from telemetry.storage.migrate import migrate
 from telemetry.storage.store import Store
-from telemetry.worker.kafka_errors import is_transient_kafka_error
+from telemetry.worker.kafka_errors import is_transient_kafka_error, publish_dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,6 @@ class Pipeline:
         record can repeat one on the topic; its ``dlq.source.*`` headers identify it."""
         producer, store = self.producer, self.store
         assert producer is not None and store is not None
-        topic = self.settings.deadletter_topic
         recorded = await self.retry.run("dead-letter lookup", lambda: asyncio.to_thread(store.recorded_dead_letters, letters))
         fresh = list({d.coordinates: d for d in letters if d.coordinates not in recorded}.values())
         self.counters["dead_letters_already_recorded"] += len(letters) - len(fresh)
@@ -245,13 +244,7 @@ class Pipeline:
             return
         letters = fresh
 
-        async def publish() -> None:
-            futures = [
-                await producer.send(topic, value=d.value or b"", key=d.key, headers=d.headers()) for d in letters
-            ]
-            await asyncio.gather(*futures)
-
-        await self.retry.run("dead-letter publish", publish)
+        await publish_dead_letters(self, letters)  # never stalls on a permanent error (kafka_errors)
         await self.retry.run("dead-letter record", lambda: asyncio.to_thread(store.write_dead_letters, letters))
         for d in letters:
             self.counters[f"dead_letters.{d.reason}"] += 1
