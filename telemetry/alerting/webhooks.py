@@ -1,5 +1,10 @@
 """Background delivery of alerts to webhook channels (Slack, PagerDuty, Alertmanager, generic).
 
+The worker delivers through the durable outbox (:mod:`telemetry.alerting.outbox`: recorded in
+``alert_deliveries`` before delivery, resumed after a restart), which uses :func:`render` and
+the HTTP conventions of this module. :class:`WebhookDispatcher` below is the in-memory variant
+(nothing survives the process), kept for embedding without ClickHouse.
+
 Webhooks are the best-effort leg of alerting: every alert is on the ``<prefix>alerts`` topic and
 in the ``alerts`` table whatever happens here. So delivery never blocks or fails the stream:
 :meth:`WebhookDispatcher.submit` only renders the payload and appends it to an in-memory queue;

@@ -229,3 +229,30 @@ def test_the_alerting_observer_does_not_stall_on_a_permanent_alerts_topic_error(
         assert getattr(observer, "counters", {}).get("alerts.publish_failed") == 1
     finally:
         engine.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+# -- the consumer's commit ----------------------------------------------------------------------
+def test_a_commit_of_partitions_revoked_meanwhile_neither_hangs_nor_raises() -> None:
+    """A rebalance while a batch was stored revokes some of its partitions; aiokafka then raises
+    IllegalStateError for them on every commit (the old code retried it forever)."""
+    from aiokafka import TopicPartition
+
+    from telemetry.worker.consumer import BatchConsumer
+
+    kept, revoked = TopicPartition("t.requests", 0), TopicPartition("t.requests", 1)
+
+    class FakeConsumer:
+        committed: list[dict[TopicPartition, int]] = []
+
+        def assignment(self) -> set[TopicPartition]:
+            return {kept}
+
+        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+            if any(tp != kept for tp in offsets):
+                raise E.IllegalStateError(f"Partition {revoked} is not assigned")
+            self.committed.append(dict(offsets))
+
+    consumer = FakeConsumer()
+    batch = BatchConsumer(load_settings(kafka_bootstrap="127.0.0.1:1"), pipeline=None)  # type: ignore[arg-type]
+    run(batch._commit(consumer, {kept: 10, revoked: 20}), timeout=5)  # type: ignore[arg-type]
+    assert consumer.committed == [{kept: 10}]
