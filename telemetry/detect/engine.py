@@ -33,6 +33,7 @@ from telemetry.detect.budget import BudgetDetector, Spend
 from telemetry.detect.condition import Condition
 from telemetry.detect.cost import CostSpikeDetector, PassRates
 from telemetry.detect.facts import RequestFact, VerdictFact
+from telemetry.detect.limits import CardinalityGuard, LabelLimits
 from telemetry.detect.latency import LatencySLODetector
 from telemetry.detect.names import BUDGET_OVERRUN, ERROR_STORM, INHIBITED_BY_ERROR_STORM
 from telemetry.detect.quality import QualityDetector
@@ -40,19 +41,23 @@ from telemetry.detect.retry import RetryAmplificationDetector
 from telemetry.detect.storm import ErrorStormDetector
 from telemetry.detect.tier import TierSwitchDetector
 from telemetry.detect.truncation import TruncationSpikeDetector
-from telemetry.detect.window import HOUR_MS, MINUTE_MS, RouteWindow
+from telemetry.detect.window import HOUR_MS, HOUR_SLOTS, MINUTE_MS, RouteWindow
 from telemetry.routes import RoutesConfig
 
 SNAPSHOT_VERSION = 1
 _BUDGET_SPAN_MS = 24 * HOUR_MS
+_WINDOW_FORGET_MS = HOUR_SLOTS * HOUR_MS
+"""A route with no request for as long as its hour ring reaches back is forgotten (its slot freed)."""
 
 
 class DetectionEngine:
     """All detectors of one worker, their state, and the alert lifecycle. See the module docstring."""
 
-    def __init__(self, routes: RoutesConfig, env: str = "local") -> None:
+    def __init__(self, routes: RoutesConfig, env: str = "local", limits: LabelLimits | None = None) -> None:
         self.config = routes
         self.env = env
+        self.limits = limits or LabelLimits()
+        self.guard = CardinalityGuard(self.limits)
         self.now_ms = 0
         self.windows: dict[str, RouteWindow] = {}
         self.quality = QualityDetector()
@@ -77,9 +82,14 @@ class DetectionEngine:
         """Add request facts (any order). Never raises on data; O(1) per fact."""
         windows = self.windows
         dirty = self._dirty
+        guard = self.guard
+        admitted, teams = guard.routes, guard.teams
         last_route: str | None = None
         w: RouteWindow | None = None
         for f in facts:
+            labels = admitted.get(f.route)
+            if labels is None or f.served_model not in labels or f.model not in labels or (f.team and f.team not in teams):
+                f = guard.request(f)
             if f.route != last_route:
                 last_route = f.route
                 w = windows.get(last_route)
@@ -91,7 +101,8 @@ class DetectionEngine:
 
     def observe_verdicts(self, facts: Sequence[VerdictFact]) -> None:
         """Step the quality CUSUMs with verdict facts, in the given order. O(1) per verdict."""
-        self.quality.observe(facts, self.config.for_route)
+        guard = self.guard
+        self.quality.observe([guard.verdict(f) for f in facts], self.config.for_route)
 
     # --- decisions --------------------------------------------------------------------------
     def evaluate(self, now_ms: int) -> list[Alert]:
@@ -113,6 +124,7 @@ class DetectionEngine:
         if minute != self._last_forget_minute:
             self._last_forget_minute = minute
             self.quality.forget(now)
+            self._forget_routes(now)
         conditions.extend(self.quality.evaluate(now, self.windows))
 
         if self._has_budgets:
@@ -124,6 +136,49 @@ class DetectionEngine:
             if cond.alertname == ERROR_STORM:
                 self.storm_seen_ms[cond.route] = now
         return self.lifecycle.update([self._active(c, now) for c in conditions], now)
+
+    def _forget_routes(self, now: int) -> None:
+        """Drop the request-side state of routes silent for the whole hour ring; free their slots."""
+        for route in [r for r, w in self.windows.items() if w.last_ms < now - _WINDOW_FORGET_MS]:
+            del self.windows[route]
+            self._cache.pop(route, None)
+            for detector in (self.cost, self.tier, self.latency, self.storm, self.retry, self.truncation):
+                detector.states.pop(route, None)
+        self.guard.forget_routes(set(self.windows) | set(self.quality.states))
+
+    def repair_clock(self, wall_ms: int, max_skew_ms: int) -> bool:
+        """Undo a clock saved ahead of wall time (an event dated in the future, accepted by an
+        older version): the request-side windows and detectors restart from the next traffic,
+        quality baselines are kept, and every alert's times are pulled back to ``wall_ms`` so
+        firing alerts resolve normally. True when a repair was needed."""
+        if self.now_ms <= wall_ms + max_skew_ms:
+            return False
+        self.now_ms = wall_ms
+        self.windows.clear()
+        self._cache.clear()
+        self._dirty.clear()
+        self.cost = CostSpikeDetector()
+        self.tier = TierSwitchDetector()
+        self.latency = LatencySLODetector()
+        self.storm = ErrorStormDetector()
+        self.retry = RetryAmplificationDetector()
+        self.truncation = TruncationSpikeDetector()
+        self.budget = BudgetDetector()
+        self.storm_seen_ms = {r: min(t, wall_ms) for r, t in self.storm_seen_ms.items()}
+        for st in self.quality.states.values():
+            for ev in st.values():
+                ev.last_ms = min(ev.last_ms, wall_ms)
+                ev.alarm_since_ms = min(ev.alarm_since_ms, wall_ms)
+        for state in self.lifecycle.states.values():
+            state.active_since_ms = min(state.active_since_ms, wall_ms)
+            state.last_active_ms = min(state.last_active_ms, wall_ms)
+            state.decided_at_ms = min(state.decided_at_ms, wall_ms)
+            if state.fired_at_ms is not None:
+                state.fired_at_ms = min(state.fired_at_ms, wall_ms)
+            if state.last_sent_ms is not None:
+                state.last_sent_ms = min(state.last_sent_ms, wall_ms)
+        self._last_forget_minute = -1
+        return True
 
     def _evaluate_route(self, route: str, w: RouteWindow, now: int) -> list[Condition]:
         policy = self.config.for_route(route)
@@ -207,11 +262,14 @@ class DetectionEngine:
             "budget": self.budget.to_state(),
             "lifecycle": self.lifecycle.to_state(),
             "storm_seen_ms": self.storm_seen_ms,
+            "guard": self.guard.to_state(),
         }
         return orjson.dumps(state)
 
     @classmethod
-    def restore(cls, data: bytes, routes: RoutesConfig, env: str = "local") -> DetectionEngine:
+    def restore(
+        cls, data: bytes, routes: RoutesConfig, env: str = "local", limits: LabelLimits | None = None
+    ) -> DetectionEngine:
         """Rebuild an engine from :meth:`snapshot` bytes with the current config.
 
         Raises ValueError if the bytes are not a snapshot of this version. Latency targets come
@@ -224,7 +282,7 @@ class DetectionEngine:
         version = state.get("version") if isinstance(state, dict) else None
         if version != SNAPSHOT_VERSION:
             raise ValueError(f"detection snapshot version {version!r} is not {SNAPSHOT_VERSION}")
-        engine = cls(routes, env)
+        engine = cls(routes, env, limits)
         engine.now_ms = int(state["now_ms"])
         for route, raw in state["windows"].items():
             policy = routes.for_route(route)
@@ -239,5 +297,23 @@ class DetectionEngine:
         engine.budget = BudgetDetector.from_state(state["budget"])
         engine.lifecycle = AlertLifecycle.from_state(state["lifecycle"])
         engine.storm_seen_ms = {k: int(v) for k, v in state["storm_seen_ms"].items()}
+        if "guard" in state:
+            engine.guard = CardinalityGuard.from_state(state["guard"], engine.limits)
+        else:  # saved before labels were bounded: admit what the state holds, newest routes first
+            engine._bound_restored_routes()
         engine._dirty = set(engine.windows)
         return engine
+
+    def _bound_restored_routes(self) -> None:
+        """Keep the ``max_routes`` most recently active routes of a state saved without limits."""
+        newest = sorted(self.windows, key=lambda r: self.windows[r].last_ms, reverse=True)
+        keep = set(newest[: self.limits.max_routes])
+        for route in newest[self.limits.max_routes :]:
+            del self.windows[route]
+            for detector in (self.cost, self.tier, self.latency, self.storm, self.retry, self.truncation):
+                detector.states.pop(route, None)
+        for route in sorted(keep):
+            self.guard.admit_route(route)
+        for route in sorted(self.quality.states):
+            if self.guard.admit_route(route) != route:
+                del self.quality.states[route]

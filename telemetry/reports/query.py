@@ -103,12 +103,18 @@ def make_window(first_ms: int, last_ms: int, days: float) -> Window:
     return Window(max(first_ms, last_ms - int(days * DAY_MS)), last_ms, days)
 
 
+FUTURE_SLACK_S = 3600
+"""Rows dated more than this ahead of the engine's clock do not move a report's window: the
+worker refuses such events now (``ts_in_future``), but a table may hold some stored before."""
+
+
 def load_window(query: Query, database: str, days: float) -> Window:
-    """:func:`make_window` from the oldest and newest request in ``<database>.requests``."""
+    """:func:`make_window` from the oldest and newest request in ``<database>.requests``
+    (requests dated over :data:`FUTURE_SLACK_S` ahead of the engine's clock left out)."""
     db = check_database(database)
     result = query(
         f"SELECT count() AS n, toUnixTimestamp64Milli(min(ts)) AS first_ms, toUnixTimestamp64Milli(max(ts)) AS last_ms "
-        f"FROM {db}.requests"
+        f"FROM {db}.requests WHERE ts <= now64(3) + INTERVAL {FUTURE_SLACK_S} SECOND"
     )
     row = rows_of(result)[0] if result.rows else {"n": 0}
     if not row["n"]:
