@@ -100,6 +100,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--requests", type=int, default=1_000_000, help="requests to pre-load")
     ap.add_argument("--verdict-sample", type=float, default=0.2, help="fraction of requests that get a verdict")
     ap.add_argument("--seed", type=int, default=20250601)
+    ap.add_argument("--distinct-routes", type=int, default=0,
+                    help="spread the traffic over this many route names (hostile cardinality; 0: the mix's ten)")
+    ap.add_argument("--distinct-models", type=int, default=0,
+                    help="spread the traffic over this many (unpriced) model names (0: the mix's nine)")
     w = ap.add_argument_group("worker knobs")
     w.add_argument("--batch-size", type=int, default=None, help="TELEMETRY_BATCH_SIZE (default: the worker's, 5000)")
     w.add_argument("--batch-seconds", type=float, default=None, help="TELEMETRY_BATCH_SECONDS (default: the worker's, 1.0)")
@@ -112,6 +116,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-throughput", action="store_true", help="skip pre-load, ceiling and throughput")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-micro", action="store_true")
+    p.add_argument("--cardinality", action="store_true",
+                   help="also run the throughput phase with hostile cardinality (--cardinality-routes distinct "
+                        "routes, then --cardinality-models distinct models) against a baseline in the same run")
+    p.add_argument("--cardinality-routes", type=int, default=50_000)
+    p.add_argument("--cardinality-models", type=int, default=20_000)
+    p.add_argument("--cardinality-requests", type=int, default=200_000, help="requests per cardinality phase")
     p.add_argument("--incidents", type=int, default=12, help="incident injections in the latency phase")
     p.add_argument("--load-rate", type=float, default=2000.0, help="steady events/s during the latency phase")
     p.add_argument("--burst-rate", type=float, default=50.0, help="incident events/s on the incident's route")
@@ -141,6 +151,44 @@ def _run_json_child(args: list[str], timeout: float) -> dict[str, Any]:
     if not lines:
         raise RuntimeError(f"{' '.join(args[:2])} printed nothing (exit {proc.returncode}): {proc.stderr.decode()[-2000:]}")
     return dict(orjson.loads(lines[-1]))
+
+
+async def run_cardinality(args: argparse.Namespace, settings_for: Any) -> dict[str, Any]:
+    """Throughput, peak RSS, restart time and rebalances with the normal mix, with
+    ``--cardinality-routes`` distinct routes and with ``--cardinality-models`` distinct models,
+    each on its own topics and data; ratios against the normal mix of the same run."""
+    from bench.kafkautil import create_topics
+    from bench.preload import preload
+    from bench.throughput import run_throughput
+    from bench.traffic import TrafficMix
+
+    cases = [("baseline", 0, 0), ("routes", args.cardinality_routes, 0), ("models", 0, args.cardinality_models)]
+    out: dict[str, Any] = {}
+    for label, routes, models in cases:
+        s = settings_for(f"card-{label}")
+        opts = s.kafka_client_options()
+        await create_topics(s.kafka_bootstrap, opts, [s.requests_topic, s.verdicts_topic], args.partitions)
+        now_ms = int(time.time() * 1000)
+        mix = TrafficMix(args.cardinality_requests, start_ms=now_ms - 28 * 3_600_000, end_ms=now_ms - 4 * 3_600_000,
+                         verdict_sample=args.verdict_sample, seed=args.seed, distinct_routes=routes,
+                         distinct_models=models)  # fmt: skip
+        pre = await preload(s.kafka_bootstrap, opts, mix, s.requests_topic, s.verdicts_topic,
+                            compression=args.compression, progress=_log)  # fmt: skip
+        res = await run_throughput(s, s.data_dir.parent / f"card-{label}-worker.log", n_requests=pre.requests,
+                                   n_verdicts=pre.verdicts, timeout_s=args.timeout, progress=_log)  # fmt: skip
+        counters = res["stats"].get("counters", {})
+        out[label] = {
+            "distinct_routes": routes, "distinct_models": models, "complete": res["complete"],
+            "events_per_s": res["events_per_s"], "peak_rss_mib": res["peak_rss_mib"], "restart_s": res["restart_s"],
+            "rebalances": res["rebalances"],
+            "overflow": {k: v for k, v in counters.items() if k.startswith("overflow.")},
+        }  # fmt: skip
+        _log(f"cardinality {label}: {res['events_per_s']:,.0f} events/s, peak RSS {res['peak_rss_mib']} MiB, "
+             f"restart {res['restart_s']} s, rebalances {res['rebalances']}")  # fmt: skip
+    base = out["baseline"]["events_per_s"] or 1.0
+    for label in ("routes", "models"):
+        out[label]["throughput_ratio"] = round(out[label]["events_per_s"] / base, 3)
+    return out
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -181,6 +229,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "requests": args.requests, "verdict_sample": args.verdict_sample, "seed": args.seed,
         "batch_size": tp_settings.batch_size, "batch_seconds": tp_settings.batch_seconds,
         "partitions": args.partitions, "join_cache_size": tp_settings.join_cache_size,
+        "distinct_routes": args.distinct_routes, "distinct_models": args.distinct_models,
         "incidents": args.incidents, "load_rate": args.load_rate, "burst_rate": args.burst_rate,
         "compression": args.compression or "none", "profile_worker": args.profile_worker,
         "worker_settings": {k: str(getattr(tp_settings, k, v)) for k, v in knobs.items()},
@@ -190,6 +239,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     machine = machine_info(status.version or base.kafka_version)
     _log(f"run {run_id}: topics {prefix}*, data {root}; {config}")
     preload_res = throughput_res = ceiling_res = latency_res = micro_res = None
+    cardinality_res: dict[str, Any] | None = None
     try:
         if not args.skip_throughput:
             from bench.kafkautil import create_topics
@@ -203,7 +253,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             now_ms = int(time.time() * 1000)
             # a day of traffic ending 4 h ago: every verdict (judged <= 4 h later) is in the past
             mix = TrafficMix(args.requests, start_ms=now_ms - 28 * 3_600_000, end_ms=now_ms - 4 * 3_600_000,
-                             verdict_sample=args.verdict_sample, seed=args.seed)  # fmt: skip
+                             verdict_sample=args.verdict_sample, seed=args.seed,
+                             distinct_routes=args.distinct_routes, distinct_models=args.distinct_models)  # fmt: skip
             _log(f"preload: generating and producing {args.requests:,} requests + ~{args.requests * args.verdict_sample:,.0f} verdicts")
             pre = await preload(s.kafka_bootstrap, opts, mix, s.requests_topic, s.verdicts_topic,
                                 compression=args.compression, progress=_log)  # fmt: skip
@@ -230,6 +281,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                                   probe_out=probe_out, progress=_log)  # fmt: skip
             _log(f"throughput: {throughput_res['events']:,} events, {throughput_res['events_per_s']:,.0f} events/s after ready "
                  f"({throughput_res['done_after_ready_s']:.1f}s), peak RSS {throughput_res['peak_rss_mib']} MiB")  # fmt: skip
+
+        if args.cardinality:
+            cardinality_res = await run_cardinality(args, settings_for)
 
         if not args.skip_latency:
             from bench.latency import run_latency
@@ -258,6 +312,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     summary = summarize(run_id=run_id, config=config, machine=machine, preload=preload_res, throughput=throughput_res,
                         ceiling=ceiling_res, latency=latency_res, micro=micro_res,
                         seconds=time.monotonic() - started)  # fmt: skip
+    if cardinality_res is not None:
+        summary["cardinality"] = cardinality_res
     if args.json_out:
         detail = {"summary": summary, "preload": preload_res, "ceiling": ceiling_res, "throughput": throughput_res,
                   "latency": latency_res, "micro": micro_res}  # fmt: skip

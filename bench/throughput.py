@@ -153,6 +153,18 @@ async def run_throughput(
             await asyncio.to_thread(spy.stop)  # no-op when already stopped
         await watcher.close()
         code = await asyncio.to_thread(worker.stop)
+    # A restart on the same data: how long the saved state (join cache, detectors) takes to load.
+    restart = new_worker(settings, log_path.with_name(log_path.stem + "-restart.log"), None)
+    t_restart = time.monotonic()
+    try:
+        await asyncio.to_thread(restart.start, 180.0)
+        restart_s: float | None = round(time.monotonic() - t_restart, 3)
+    except WorkerProcessError:
+        restart_s = None
+    finally:
+        await asyncio.to_thread(restart.stop)
+    # every assignment after the first is a rebalance (e.g. the loop blocked past a heartbeat)
+    rebalances = max(0, log_path.read_text(errors="replace").count("partitions assigned") - 1) if log_path.exists() else None
     end = t_done if t_done is not None else time.monotonic()
     stored, joined = _counter(stats, "requests_stored"), _counter(stats, "verdicts_joined")
     events_done = stored + joined
@@ -164,6 +176,8 @@ async def run_throughput(
         "requests": stored,
         "verdicts": joined,
         "startup_s": round(t_ready - t0, 3),
+        "restart_s": restart_s,
+        "rebalances": rebalances,
         "first_rows_after_ready_s": round(t_first - t_ready, 3) if t_first else None,
         "counters_done_after_ready_s": round(t_counted - t_ready, 3) if t_counted else None,
         "done_after_ready_s": round(end - t_ready, 3),

@@ -188,6 +188,8 @@ class TrafficMix:
         verdict_sample: float = 0.2,
         seed: int = 20250601,
         routes: tuple[RouteSpec, ...] = ROUTES,
+        distinct_routes: int = 0,
+        distinct_models: int = 0,
     ) -> None:
         if n < 0 or not 0.0 <= verdict_sample <= 1.0 or end_ms <= start_ms:
             raise ValueError("need n >= 0, 0 <= verdict_sample <= 1 and start_ms < end_ms")
@@ -197,6 +199,9 @@ class TrafficMix:
         self.verdict_sample = verdict_sample
         self.seed = seed
         self.routes = routes
+        # hostile cardinality: spread the routes (or the served models) over this many names
+        self.distinct_routes = distinct_routes
+        self.distinct_models = distinct_models
         self._cum = list(accumulate(r.weight for r in routes))
 
     def chunks(self, size: int = 50_000) -> list[tuple[int, int]]:
@@ -220,6 +225,10 @@ class TrafficMix:
             rid = f"req_{rng.getrandbits(64):016x}"
             key = rid.encode()
             body = request_body(rng, route, rid, ts)
+            if self.distinct_routes:
+                body["route"] = f"{route.name}.{i % self.distinct_routes}"
+            if self.distinct_models:
+                body["model"] = body["response_model"] = f"{body['model']}-{i % self.distinct_models}"
             requests.append((key, dumps(body)))
             if sample and rng.random() < sample:
                 delay = min(max(40_000.0 * math.exp(rng.gauss(0.0, 1.0)), 1000.0), 4 * 3_600_000.0)

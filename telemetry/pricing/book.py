@@ -37,6 +37,9 @@ class _Entry:
         return self.source.at(ts_ms) if self.source is not None else None
 
 
+_UNPRICED_ENTRY = _Entry(None, None)
+
+
 class PriceBook:
     """Prices LLM requests from the override file (if any) and the bundled genai-prices data.
 
@@ -47,14 +50,18 @@ class PriceBook:
     never touches the network. Single-threaded use (one worker loop); safe to share read-only.
 
     ``max_entries`` bounds the memo of distinct (provider, model) spellings; past it the oldest is
-    forgotten, so garbage model names cannot grow memory without bound.
+    forgotten, so garbage model names cannot grow memory without bound. It is large (an unknown
+    spelling costs one dict slot and shares one entry): 20,000 model names cycling through a
+    smaller memo would re-match every request (~0.7 ms each).
     """
 
-    def __init__(self, overrides_file: Path | None = None, *, max_entries: int = 4096) -> None:
+    def __init__(self, overrides_file: Path | None = None, *, max_entries: int = 200_000) -> None:
         self._overrides: Overrides | None = load_overrides(Path(overrides_file)) if overrides_file else None
         self._source = GenaiPricesSource()
         self._entries: dict[tuple[str | None, str], _Entry] = {}
         self._max_entries = max_entries
+        self._unpriced_spellings = 0
+        self._evictions = 0
         self._version = self._source.version + (f"; {self._overrides.version}" if self._overrides else "")
 
     def version(self) -> str:
@@ -106,9 +113,16 @@ class PriceBook:
             logger.exception("pricing: lookup failed for provider=%r model=%r; left unpriced", provider, model)
             overrides, source = None, None
         if overrides is None and source is None:
-            logger.info("pricing: no price for provider=%r model=%r; its requests stay unpriced", provider, model)
+            self._unpriced_spellings += 1
+            n = self._unpriced_spellings
+            if n <= 20 or n % 1000 == 0:  # a flood of garbage names must not flood the log
+                logger.info("pricing: no price for provider=%r model=%r; its requests stay unpriced "
+                            "(%d unpriced spellings so far)", provider, model[:80], n)  # fmt: skip
         if len(self._entries) >= self._max_entries:
             del self._entries[next(iter(self._entries))]
-            self._source.trim()
-        entry = self._entries[(provider, model)] = _Entry(overrides, source)
+            self._evictions += 1
+            if self._evictions % 1000 == 1:
+                self._source.trim()
+        entry = _UNPRICED_ENTRY if overrides is None and source is None else _Entry(overrides, source)
+        self._entries[(provider, model)] = entry
         return entry
