@@ -1,4 +1,4 @@
-"""The ``telemetry`` command: kafka, migrate, worker, sql, schemas, simulate, replay, demo."""
+"""The ``telemetry`` command: kafka, clickhouse, migrate, worker, sql, schemas, simulate, replay, demo."""
 
 from __future__ import annotations
 
@@ -36,6 +36,25 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # -- clickhouse -----------------------------------------------------------------------------------
+def cmd_clickhouse(args: argparse.Namespace, settings: Settings) -> int:
+    from telemetry.localclickhouse import server_status, start_server, stop_server
+
+    if args.action == "start":
+        status = start_server(
+            settings, http_port=args.http_port, tcp_port=args.tcp_port, log=lambda line: print(line, file=sys.stderr)
+        )
+        print(status.dsn)
+        return 0
+    if args.action == "stop":
+        print(stop_server(settings).detail)
+        return 0
+    status = server_status(settings, http_port=args.http_port, tcp_port=args.tcp_port)
+    if status.running:
+        print(status.dsn)
+    print(status.detail)
+    return 0 if status.running else 1
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from telemetry.storage.clickhouse import connect, describe_dsn
     from telemetry.storage.migrate import migrate
@@ -92,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     kafka = sub.add_parser("kafka", help="run a local single-node Kafka broker (from Maven Central)")
     kafka.add_argument("action", choices=["start", "stop", "status"])
     kafka.set_defaults(func=cmd_kafka)
+
+    clickhouse = sub.add_parser(
+        "clickhouse", help="serve the embedded ClickHouse data over HTTP/TCP on 127.0.0.1 for several processes"
+    )
+    clickhouse.add_argument("action", choices=["start", "stop", "status"])
+    clickhouse.add_argument("--http-port", type=int, default=None, help="HTTP port (default: the DSN's, else 8123)")
+    clickhouse.add_argument("--tcp-port", type=int, default=None, help="native TCP port (default 9000)")
+    clickhouse.set_defaults(func=cmd_clickhouse)
 
     migrate = sub.add_parser("migrate", help="apply ClickHouse migrations (idempotent)")
     migrate.set_defaults(func=cmd_migrate)
