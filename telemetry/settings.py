@@ -67,6 +67,8 @@ class Settings(BaseSettings):
         None, description="chdb:///path (embedded) or http(s)://user:pass@host:port; default: chDB in data_dir."
     )
     clickhouse_database: str = Field("llm_telemetry", description="Database holding every table.")
+    clickhouse_http_port: int = Field(8123, ge=1, le=65535, description="HTTP port of `telemetry clickhouse start`.")
+    clickhouse_tcp_port: int = Field(9000, ge=1, le=65535, description="Native TCP port of `telemetry clickhouse start`.")
 
     # --- worker --------------------------------------------------------------------------
     ingest_mode: Literal["batch", "agents"] = Field(
