@@ -30,6 +30,8 @@ def to_epoch_ms(value: object) -> int:
     ``out_of_range`` for a time outside 2001-09-09..2100-01-01 (huge integers included). Never
     raises OverflowError.
     """
+    if type(value) is int and _MIN_EPOCH_MS <= value <= _MAX_EPOCH_MS:  # the common case, first
+        return value
     if isinstance(value, bool):
         raise ValueError("timestamp must be RFC 3339 or epoch milliseconds, not a boolean")
     if isinstance(value, int):

@@ -9,8 +9,8 @@ Two paths, same result:
 - fast: pydantic validates the raw bytes in one native pass (``model_validate_json``) when the
   message uses our own field names;
 - dict: parse to a dict, map OpenTelemetry ``gen_ai.*`` names (:mod:`telemetry.contracts.otel`),
-  drop ``null`` values of optional fields (null = absent), validate. Taken for ``gen_ai.*``
-  messages, and after the fast path refused a message only because of a ``null``.
+  drop ``null`` values of optional fields (null = absent), validate. Taken when the bytes hold
+  ``null`` or ``gen_ai.`` anywhere (a byte scan, cheaper than a failed fast validation).
 """
 
 from __future__ import annotations
@@ -152,13 +152,11 @@ def _load_object(raw: bytes) -> dict[str, Any]:
 def _drop_nulls(data: dict[str, Any], required: frozenset[str]) -> dict[str, Any]:
     """``null`` means absent: drop it from optional fields (and tag values); refuse it in a
     required one."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if value is None:
-            if key in required:
+    out = {key: value for key, value in data.items() if value is not None}
+    if len(out) != len(data):
+        for key in required:
+            if key in data and data[key] is None:
                 raise BadInput("schema_violation", f"{key}: null in a required field")
-            continue
-        out[key] = value
     tags = out.get("tags")
     if isinstance(tags, dict) and any(v is None for v in tags.values()):
         out["tags"] = {k: v for k, v in tags.items() if v is not None}
@@ -176,15 +174,14 @@ def _decode(
         raise BadInput("empty_message", "message has no value (tombstone)")
     if len(raw) > max_bytes:
         raise BadInput("oversized", f"message is {len(raw)} bytes, the limit is {max_bytes}")
-    if b"gen_ai." not in raw and b'"error.type"' not in raw:
+    otel = b"gen_ai." in raw or b'"error.type"' in raw
+    if not otel and b"null" not in raw:
         try:
             return model.model_validate_json(raw)
         except ValidationError as exc:
-            errors = exc.errors(include_url=False)
-            if not any(err["input"] is None and err["loc"] for err in errors):
-                raise _refusal(errors) from None
-            # refused because of a null somewhere: the dict path reads null as absent
-    data = _drop_nulls(normalize(_load_object(raw)), required)
+            raise _refusal(exc.errors(include_url=False)) from None
+    data = _load_object(raw)
+    data = _drop_nulls(normalize(data) if otel else data, required)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -79,8 +79,8 @@ def batch(*values: bytes | None, topic: str = "h.requests", partition: int = 0) 
 
 def test_dead_letters_are_published_once_per_coordinates_also_after_a_restart(engine: Client, database: str,
                                                                             tmp_path: Path) -> None:  # fmt: skip
-    bad = b'{"request_id":"x","ts":Infinity,"route":"r","model":"m","input_tokens":1,"output_tokens":1,"latency_ms":1,"status":"ok"}'
-    messages = batch(orjson.dumps(REQ), bad, b"{oops", None)
+    bad = b'{"request_id":"x","ts":1e999,"route":"r","model":"m","input_tokens":1,"output_tokens":1,"latency_ms":1,"status":"ok"}'
+    messages = batch(orjson.dumps(REQ), b"[1]", b"{oops", None, bad)
     pipeline, producer = new_pipeline(engine, database, tmp_path)
 
     handle(pipeline, "requests", messages)
@@ -88,16 +88,16 @@ def test_dead_letters_are_published_once_per_coordinates_also_after_a_restart(en
     restarted, after_restart = new_pipeline(engine, database, tmp_path)
     handle(restarted, "requests", messages)
 
-    assert [(t, h["dlq.source.offset"], h["dlq.reason"]) for t, _, _, h in producer.sent] == [
-        ("h.deadletter", b"1", b"non_finite_number"), ("h.deadletter", b"2", b"invalid_json"),
-        ("h.deadletter", b"3", b"empty_message")]  # fmt: skip
-    assert producer.sent[0][1] == bad  # the original bytes
+    expected = [(1, "not_an_object"), (2, "invalid_json"), (3, "empty_message"), (4, "non_finite_number")]
+    assert [(t, int(h["dlq.source.offset"]), h["dlq.reason"].decode()) for t, _, _, h in producer.sent] == [
+        ("h.deadletter", *e) for e in expected]  # fmt: skip
+    assert [v for _, v, _, _ in producer.sent] == [b"[1]", b"{oops", b"", bad]  # the original bytes
     assert after_restart.sent == []
     rows = engine.query(f"SELECT source_offset, reason FROM {database}.dead_letters ORDER BY source_offset").result_rows
-    assert rows == [(1, "non_finite_number"), (2, "invalid_json"), (3, "empty_message")]
+    assert rows == expected
     assert engine.query(f"SELECT count() FROM {database}.requests").result_rows[0][0] == 1
-    assert pipeline.counters["dead_letters"] == 3 and pipeline.counters["dead_letters_already_recorded"] == 3
-    assert restarted.counters["dead_letters_already_recorded"] == 3
+    assert pipeline.counters["dead_letters"] == 4 and pipeline.counters["dead_letters_already_recorded"] == 4
+    assert restarted.counters["dead_letters_already_recorded"] == 4
 
 
 def test_the_future_skew_setting_reaches_the_decode(engine: Client, database: str, tmp_path: Path) -> None:
