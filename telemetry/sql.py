@@ -642,14 +642,15 @@ Query = Callable[[str], "QueryResult"]
 """Runs one read-only statement and returns its rows. Blocks; raises on a failed query."""
 
 
-def worker_url(settings: Settings, page: str) -> str:
-    """URL of one of the worker's pages (``sql``, ``stats``, ``health``) as a local client reaches it."""
+def worker_base_url(settings: Settings) -> str:
+    """``http://host:port`` of the worker's HTTP pages as a local client reaches them (a wildcard
+    ``TELEMETRY_WEB_HOST`` is reached on 127.0.0.1)."""
     host = settings.web_host.strip() or "127.0.0.1"
     if host in ("0.0.0.0", "::", "[::]"):
         host = "127.0.0.1"
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{settings.web_port}/telemetry/{page}/"
+    return f"http://{host}:{settings.web_port}"
 
 
 def auth_headers(settings: Settings) -> dict[str, str]:
@@ -672,7 +673,7 @@ def query_function(settings: Settings, *, timeout: float | None = None) -> Query
         return _direct(settings, limits)
     wait = timeout if timeout is not None else limits.seconds + 60.0
     state: dict[str, Query] = {}
-    url, headers = worker_url(settings, "sql"), auth_headers(settings)
+    url, headers = f"{worker_base_url(settings)}/telemetry/sql/", auth_headers(settings)
 
     def query(sql: str) -> QueryResult:
         chosen = state.get("query")

@@ -10,16 +10,20 @@ offset is committed before ClickHouse has the rows.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import hmac
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
+import orjson
 from faust.web import Request, Response, View
 
 from telemetry.ingest.batch import RawMessage
 from telemetry.settings import Settings
-from telemetry.sql import WriteRefused, run_read_only
+from telemetry.sql import MAX_CONCURRENT, MAX_QUEUED, SqlLimits, WriteRefused, run_read_only
 from telemetry.worker.consumer import BatchConsumer
 from telemetry.worker.pipeline import Kind, Pipeline, die
 
@@ -40,6 +44,45 @@ def broker_credentials(settings: Settings) -> Any:
     if ssl_context is not None:
         return faust.SSLCredentials(ssl_context)
     return None
+
+
+MAX_SQL_BODY = 1024 * 1024
+"""Largest body the SQL page reads (a statement is at most 256 KiB anyway)."""
+
+
+def _unauthorized(view: View, request: Request, settings: Settings) -> Response | None:
+    """401 unless the request carries ``Authorization: Bearer <TELEMETRY_WEB_TOKEN>`` (when set)."""
+    if settings.web_token is None:
+        return None
+    expected = f"Bearer {settings.web_token.get_secret_value()}".encode()
+    given = str(request.headers.get("Authorization", "")).encode()
+    if hmac.compare_digest(given, expected):
+        return None
+    return view.json({"error": "unauthorized: send Authorization: Bearer <TELEMETRY_WEB_TOKEN>"}, status=401,
+                     headers={"WWW-Authenticate": 'Bearer realm="llm-telemetry"'})  # fmt: skip
+
+
+async def _sql_of(request: Request) -> tuple[str | None, str]:
+    """The ``sql`` string of a JSON body ``{"sql": "..."}``, or (None, why not)."""
+    length = getattr(request, "content_length", None)
+    if length is not None and length > MAX_SQL_BODY:
+        return None, f"body larger than {MAX_SQL_BODY} bytes"
+    try:
+        raw = await request.read()
+    except Exception:  # noqa: BLE001 - aiohttp refuses bodies over its client_max_size
+        return None, f"body larger than {MAX_SQL_BODY} bytes or unreadable"
+    if len(raw) > MAX_SQL_BODY:
+        return None, f"body larger than {MAX_SQL_BODY} bytes"
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, 'body is not JSON: send {"sql": "SELECT ..."}'
+    if not isinstance(body, dict):
+        return None, 'body is not a JSON object: send {"sql": "SELECT ..."}'
+    sql = body.get("sql")
+    if not isinstance(sql, str) or not sql.strip():
+        return None, 'body needs "sql": a non-empty string'
+    return sql, ""
 
 
 def _exit_if_failed(task: asyncio.Future[None]) -> None:
@@ -65,8 +108,8 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
         store="memory://",
         autodiscover=False,
         web_enabled=True,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
         web_port=settings.web_port,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
@@ -123,9 +166,20 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
                     die("ingest did not stop within 60 s")
             await pipeline.stop()
 
+    @app.page("/telemetry/health/")
+    class HealthPage(View):  # type: ignore[misc]
+        """For probes, no token: 200 once the pipeline is ready (engine open, state loaded), else 503."""
+
+        async def get(self, request: Request) -> Response:
+            ready = bool(pipeline.ready)
+            return self.json({"ready": ready}, status=200 if ready else 503)
+
     @app.page("/telemetry/stats/")
     class StatsPage(View):  # type: ignore[misc]
         async def get(self, request: Request) -> Response:
+            denied = _unauthorized(self, request, settings)
+            if denied is not None:
+                return denied
             join = pipeline.join
             return self.json({
                 "ready": pipeline.ready,
@@ -136,25 +190,39 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
                 "parked_verdicts": join.parked_verdicts if join else 0,
             })  # fmt: skip
 
+    # Analyst SQL has threads of its own: a slow statement never takes one the ingest path needs.
+    sql_pool = ThreadPoolExecutor(max_workers=MAX_CONCURRENT, thread_name_prefix="analyst-sql")
+    sql_limits = SqlLimits.from_settings(settings)
+    sql_waiting = [0]
+
     @app.page("/telemetry/sql/")
     class SqlPage(View):  # type: ignore[misc]
-        """Read-only SQL on the worker's own ClickHouse client (the embedded engine's one owner)."""
+        """Read-only SQL within the TELEMETRY_SQL_* limits: on the embedded engine, on analyst handles
+        of its own (telemetry.sql), never the ingest client's; at most MAX_CONCURRENT at once."""
 
         async def post(self, request: Request) -> Response:
-            body = await request.json()
-            sql = str(body.get("sql", ""))
+            denied = _unauthorized(self, request, settings)
+            if denied is not None:
+                return denied
+            sql, why = await _sql_of(request)
+            if sql is None:
+                return self.json({"error": why}, status=400)
+            if sql_waiting[0] >= MAX_CONCURRENT + MAX_QUEUED:
+                return self.json({"error": "too many analyst queries at once; retry later"}, status=503)
             await pipeline.wait_ready()
             store = pipeline.store
             assert store is not None
+            sql_waiting[0] += 1
             try:
-                result = await asyncio.to_thread(
-                    run_read_only, store.client, sql, server=not settings.is_embedded_clickhouse
-                )
+                call = functools.partial(run_read_only, store.client, sql, limits=sql_limits)
+                result = await asyncio.get_running_loop().run_in_executor(sql_pool, call)
             except WriteRefused as exc:
                 return self.json({"error": str(exc), "refused": True}, status=400)
-            except Exception as exc:  # a wrong query is the analyst's to fix; report it
+            except Exception as exc:  # a wrong or cancelled query is the analyst's to fix; report it
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 return self.json({"error": first[:1000]}, status=400)
+            finally:
+                sql_waiting[0] -= 1
             return self.json(result.to_json())
 
     return app

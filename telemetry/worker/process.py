@@ -83,9 +83,12 @@ class WorkerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def _call(self, path: str, body: dict[str, Any] | None = None, timeout: float = 120) -> Any:
-        url = f"http://127.0.0.1:{self.settings.web_port}{path}"
+        from telemetry.sql import auth_headers, worker_base_url
+
+        url = worker_base_url(self.settings) + path
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", **auth_headers(self.settings)}
+        req = urllib.request.Request(url, data=data, headers=headers)
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read())
 
