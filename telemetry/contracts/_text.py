@@ -19,8 +19,11 @@ from typing import Any
 
 from pydantic import Field
 
-LABEL_PATTERN = r"^[^\x00-\x1F\x7F-\x9F\u2028\u2029\u202A-\u202E\u2066-\u2069]*$"
-"""A label: no control, line-separator or bidi-control characters (Rust and ECMA-262 syntax)."""
+FORBIDDEN = r"\x00-\x1F\x7F-\x9F\u2028\u2029\u202A-\u202E\u2066-\u2069"
+"""The characters no label may hold, as the body of a regex character class."""
+
+LABEL_PATTERN = rf"^[^{FORBIDDEN}]*$"
+"""A label: no control, line-separator or bidi-control characters (Rust, ECMA-262, Python syntax)."""
 
 
 def label_field(default: Any = ..., *, max_length: int, min_length: int | None = None, description: str) -> Any:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from telemetry.contracts._text import FORBIDDEN
 from telemetry.errors import BadInput
 
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE = re.compile(f"[{FORBIDDEN}]")
 
 
 def printable(text: str) -> str:
