@@ -307,3 +307,40 @@ def test_sql_and_reports_send_the_bearer_token() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- server DSN -------------------------------------------------------------------------------------
+def test_server_limits_ride_on_every_query_unless_the_user_is_read_only() -> None:
+    from telemetry.sql import _server_settings
+
+    class Setting:
+        def __init__(self, value: str) -> None:
+            self.value = value
+
+    class Server:
+        def __init__(self, readonly: str) -> None:
+            self.server_settings = {"readonly": Setting(readonly)}
+
+    wanted = FAST.run_settings()
+    assert wanted == {"max_execution_time": 1.5, "timeout_overflow_mode": "throw", "max_memory_usage": 256 * 1024 * 1024,
+                      "max_threads": 1, "limit": 1001}  # fmt: skip
+    assert _server_settings(Server("0"), wanted) == {**wanted, "readonly": 1}  # type: ignore[arg-type]
+    assert _server_settings(Server("2"), wanted) == wanted  # type: ignore[arg-type]
+    assert _server_settings(Server("1"), wanted) == {}  # type: ignore[arg-type]  # the profile's limits apply
+
+
+def test_the_analyst_user_of_deploy_parses_and_matches_the_default_limits(engine: Client) -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "deploy" / "clickhouse" / "analyst.sql").read_text()
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    statements = [s.strip().replace("@ANALYST_PASSWORD@", "pw") for s in body.split(";") if s.strip()]
+    assert len(statements) == 4
+    for statement in statements:
+        engine.query("SELECT formatQuery(%(q)s)", parameters={"q": statement})
+    assert "GRANT SELECT ON llm_telemetry.* TO llm_telemetry_analyst" in statements
+    profile = dict(re.findall(r"`?(\w+)`? = '?(\w+)'?", statements[0]))
+    defaults = SqlLimits.from_settings(load_settings())
+    expected = {**defaults.run_settings(), "readonly": 1}
+    assert {k: profile[k] for k in expected} == {k: str(int(v) if isinstance(v, float) else v) for k, v in expected.items()}
