@@ -34,6 +34,7 @@ from telemetry.detect.names import (
     RETRY_AMPLIFICATION,
     TEAM_ROUTE_PREFIX,
     TIER_SWITCH,
+    TRAFFIC_STOPPED,
     TRUNCATION_SPIKE,
     AlertName,
 )
@@ -87,6 +88,7 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     RETRY_AMPLIFICATION: "warning",
     TRUNCATION_SPIKE: "warning",
     BUDGET_OVERRUN: "warning",
+    TRAFFIC_STOPPED: "warning",
 }
 """Severity of each alert unless ``severity`` in [defaults] or the route says otherwise."""
 
@@ -104,6 +106,7 @@ DEFAULT_KEEP_FIRING_MS: dict[str, int] = {
     RETRY_AMPLIFICATION: 10 * _MINUTE,
     TRUNCATION_SPIKE: 15 * _MINUTE,
     BUDGET_OVERRUN: _HOUR,
+    TRAFFIC_STOPPED: 0,
 }
 """``keep_firing_for`` per alert: how long the condition must stay clear before the resolution
 is sent (hysteresis against flapping on top of each detector's separate clear level)."""
@@ -189,6 +192,11 @@ class RoutePolicy(BaseModel):
     truncation_alpha: float = Field(1e-6, gt=0, lt=0.5)
     truncation_min_baseline: int = Field(1000, ge=1)
 
+    # --- TrafficStopped -------------------------------------------------------------------
+    silence_window: Duration = 10 * _MINUTE
+    silence_baseline_window: Duration = 50 * _MINUTE
+    silence_alpha: float = Field(1e-6, ge=0, lt=0.5, description="0 turns TrafficStopped off for the route.")
+
     # --- BudgetOverrun --------------------------------------------------------------------
     monthly_budget_usd: float | None = Field(None, gt=0)
     budget_clear_ratio: float = Field(0.9, gt=0, le=1)
@@ -206,6 +214,8 @@ class RoutePolicy(BaseModel):
             "storm_clear_window": self.storm_clear_window,
             "retry_window": self.retry_window,
             "truncation_window": self.truncation_window,
+            "silence_window": self.silence_window,
+            "silence_baseline_window": self.silence_baseline_window,
         }
         for name, ms in windows.items():
             if ms % _MINUTE or not _MINUTE <= ms <= 60 * _MINUTE:

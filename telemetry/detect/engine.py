@@ -38,6 +38,7 @@ from telemetry.detect.latency import LatencySLODetector
 from telemetry.detect.names import BUDGET_OVERRUN, ERROR_STORM, INHIBITED_BY_ERROR_STORM
 from telemetry.detect.quality import QualityDetector
 from telemetry.detect.retry import RetryAmplificationDetector
+from telemetry.detect.silence import TrafficStoppedDetector
 from telemetry.detect.storm import ErrorStormDetector
 from telemetry.detect.tier import TierSwitchDetector
 from telemetry.detect.truncation import TruncationSpikeDetector
@@ -67,6 +68,7 @@ class DetectionEngine:
         self.storm = ErrorStormDetector()
         self.retry = RetryAmplificationDetector()
         self.truncation = TruncationSpikeDetector()
+        self.silence = TrafficStoppedDetector()
         self.budget = BudgetDetector()
         self.lifecycle = AlertLifecycle()
         self.storm_seen_ms: dict[str, int] = {}
@@ -142,7 +144,7 @@ class DetectionEngine:
         for route in [r for r, w in self.windows.items() if w.last_ms < now - _WINDOW_FORGET_MS]:
             del self.windows[route]
             self._cache.pop(route, None)
-            for detector in (self.cost, self.tier, self.latency, self.storm, self.retry, self.truncation):
+            for detector in (self.cost, self.tier, self.latency, self.storm, self.retry, self.truncation, self.silence):
                 detector.states.pop(route, None)
         self.guard.forget_routes(set(self.windows) | set(self.quality.states))
 
@@ -163,6 +165,7 @@ class DetectionEngine:
         self.storm = ErrorStormDetector()
         self.retry = RetryAmplificationDetector()
         self.truncation = TruncationSpikeDetector()
+        self.silence = TrafficStoppedDetector()
         self.budget = BudgetDetector()
         self.storm_seen_ms = {r: min(t, wall_ms) for r, t in self.storm_seen_ms.items()}
         for st in self.quality.states.values():
@@ -189,6 +192,7 @@ class DetectionEngine:
         out += self.latency.evaluate(route, w, policy, now)
         out += self.retry.evaluate(route, w, policy, now)
         out += self.truncation.evaluate(route, w, policy, now)
+        out += self.silence.evaluate(route, w, policy, now)
         return out
 
     def _pass_rates(self, route: str) -> PassRates | None:
@@ -259,6 +263,7 @@ class DetectionEngine:
             "storm": self.storm.to_state(),
             "retry": self.retry.to_state(),
             "truncation": self.truncation.to_state(),
+            "silence": self.silence.to_state(),
             "budget": self.budget.to_state(),
             "lifecycle": self.lifecycle.to_state(),
             "storm_seen_ms": self.storm_seen_ms,
@@ -294,6 +299,7 @@ class DetectionEngine:
         engine.storm = ErrorStormDetector.from_state(state["storm"])
         engine.retry = RetryAmplificationDetector.from_state(state["retry"])
         engine.truncation = TruncationSpikeDetector.from_state(state["truncation"])
+        engine.silence = TrafficStoppedDetector.from_state(state.get("silence", {}))
         engine.budget = BudgetDetector.from_state(state["budget"])
         engine.lifecycle = AlertLifecycle.from_state(state["lifecycle"])
         engine.storm_seen_ms = {k: int(v) for k, v in state["storm_seen_ms"].items()}
@@ -310,7 +316,7 @@ class DetectionEngine:
         keep = set(newest[: self.limits.max_routes])
         for route in newest[self.limits.max_routes :]:
             del self.windows[route]
-            for detector in (self.cost, self.tier, self.latency, self.storm, self.retry, self.truncation):
+            for detector in (self.cost, self.tier, self.latency, self.storm, self.retry, self.truncation, self.silence):
                 detector.states.pop(route, None)
         for route in sorted(keep):
             self.guard.admit_route(route)

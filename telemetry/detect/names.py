@@ -17,6 +17,7 @@ AlertName = Literal[
     "RetryAmplification",
     "TruncationSpike",
     "BudgetOverrun",
+    "TrafficStopped",
 ]
 
 QUALITY_REGRESSION: Final = "QualityRegression"
@@ -27,6 +28,7 @@ ERROR_STORM: Final = "ErrorStorm"
 RETRY_AMPLIFICATION: Final = "RetryAmplification"
 TRUNCATION_SPIKE: Final = "TruncationSpike"
 BUDGET_OVERRUN: Final = "BudgetOverrun"
+TRAFFIC_STOPPED: Final = "TrafficStopped"
 
 ALERT_NAMES: Final[tuple[str, ...]] = (
     QUALITY_REGRESSION,
@@ -37,13 +39,14 @@ ALERT_NAMES: Final[tuple[str, ...]] = (
     RETRY_AMPLIFICATION,
     TRUNCATION_SPIKE,
     BUDGET_OVERRUN,
+    TRAFFIC_STOPPED,
 )
 
 INHIBITED_BY_ERROR_STORM: Final[frozenset[str]] = frozenset({QUALITY_REGRESSION, COST_SPIKE, LATENCY_SLO_BREACH})
 """While a route's ErrorStorm fires, these alerts of the same route are symptoms: not sent.
 
 TierSwitch (often the cause of a storm), RetryAmplification (its own harm: load and spend),
-TruncationSpike and BudgetOverrun are not inhibited.
+TruncationSpike, BudgetOverrun and TrafficStopped are not inhibited.
 """
 
 TEAM_ROUTE_PREFIX: Final = "team:"
