@@ -1,7 +1,7 @@
 """Read-only, local-only, bounded SQL for analysts: ``telemetry sql "SELECT ..."``, the reports,
 and the worker's ``/telemetry/sql/`` page all run every statement through :func:`run_read_only`.
 
-Three layers, each enough on its own for the common case:
+Three layers:
 
 1. **The checker** (:func:`check_read_only`). ClickHouse's own parser gives the one statement
    (``formatQuery``: no multi-statements; the canonical text is what runs) and its syntax tree
@@ -22,8 +22,9 @@ Three layers, each enough on its own for the common case:
    the last SELECT only, measured: the first ran unbounded), and the worker's own ingest handle
    never sees them. The handle has its own lock, so a long analyst query does not hold the
    ingest client's lock either.
-3. **The server** (``readonly=1``): table functions that read files or the network need
-   ``CREATE TEMPORARY TABLE``, which read-only mode refuses; settings cannot be changed.
+3. **The engine itself** (``readonly = 1`` on both DSN kinds): writes and settings changes fail,
+   and so do table functions that read files or the network (they need ``CREATE TEMPORARY
+   TABLE``, which read-only mode refuses).
 """
 
 from __future__ import annotations
@@ -671,7 +672,8 @@ def query_function(settings: Settings, *, timeout: float | None = None) -> Query
     limits = SqlLimits.from_settings(settings)
     if not settings.is_embedded_clickhouse:
         return _direct(settings, limits)
-    wait = timeout if timeout is not None else limits.seconds + 60.0
+    # a statement may wait behind MAX_QUEUED others in the worker, each bounded by the time limit
+    wait = timeout if timeout is not None else (MAX_QUEUED // MAX_CONCURRENT + 1) * limits.seconds + 60.0
     state: dict[str, Query] = {}
     url, headers = f"{worker_base_url(settings)}/telemetry/sql/", auth_headers(settings)
 
