@@ -110,6 +110,8 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.web_host,
+        web_router_enabled=False,  # Faust's own /router/ and /table/ pages: unused, unauthenticated
+        web_tables_enabled=False,
         web_port=settings.web_port,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
