@@ -234,10 +234,14 @@ class Store:
             "SELECT name, as_select FROM system.tables WHERE database = %(db)s AND name LIKE 'route_minute_%%_mv'",
             parameters={"db": self.db},
         ).result_rows
+        # A view fills the state table's columns by name; INSERT ... SELECT goes by position: name them.
+        columns = {name: ", ".join(f"`{r[0]}`" for r in self.client.query(f"DESCRIBE TABLE ({select})").result_rows)
+                   for name, select in selects}  # fmt: skip
         self.client.command(f"TRUNCATE TABLE {self.db}.route_minute_state")
         for name, select in selects:
             log.warning("rebuilding aggregate from its source", extra={"view": name})
-            self.client.command(f"INSERT INTO {self.db}.route_minute_state {select}", settings={"async_insert": 0})
+            self.client.command(f"INSERT INTO {self.db}.route_minute_state ({columns[name]}) {select}",
+                                settings={"async_insert": 0})  # fmt: skip
 
     # -- alerts -------------------------------------------------------------------------------------
     def write_alerts(self, alerts: Sequence[Alert], emitted_ms: int) -> None:
