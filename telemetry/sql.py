@@ -184,6 +184,7 @@ class _Catalog:
 _LINE = re.compile(r"^( *)(\S+)(?: (.*))?$")
 _CHILDREN = re.compile(r" ?\(children (\d+)\)$")
 _STRING = re.compile(r"^'((?:[^'\\]|\\.)*)'")
+_EXPLAIN_AST = re.compile(r"^EXPLAIN\s+AST\b", re.IGNORECASE)
 
 
 def check_read_only(client: Client, sql: str, *, settings: dict[str, Any] | None = None) -> str:
@@ -207,8 +208,12 @@ def check_read_only(client: Client, sql: str, *, settings: dict[str, Any] | None
     catalog = _catalog(client, settings)
     if catalog.database in _RESTRICTED_DATABASES:
         raise WriteRefused(f"the connection's default database is {catalog.database}: use another one")
+    # FORMAT Native of our own for the statement (two for an EXPLAIN AST: the inner SELECT takes one),
+    # so that the client's own FORMAT Native lands on our EXPLAIN AST: an HTTP server would otherwise
+    # answer in its default format. A FORMAT of the user's makes this a syntax error.
+    formats = "\nFORMAT Native" * (2 if _EXPLAIN_AST.match(text) else 1)
     try:
-        rows = [str(r[0]) for r in client.query(f"EXPLAIN AST {text}", settings=settings).result_rows]
+        rows = [str(r[0]) for r in client.query(f"EXPLAIN AST {text}{formats}", settings=settings).result_rows]
     except Exception as exc:
         raise WriteRefused(f"not a single read-only statement: {_first_line(exc)}") from None
     root = _parse_tree(rows)
@@ -303,12 +308,7 @@ def _check_root(root: _Node, catalog: _Catalog) -> None:
     if root.kind not in _READ_ROOTS:
         raise WriteRefused(f"only read-only statements are allowed (this one is {root.line() or 'unknown'})")
     children = list(root.children)
-    if root.kind == "Explain" and children and children[-1].kind == "SelectWithUnionQuery":
-        inner = children[-1].children  # EXPLAIN AST hands the appended FORMAT to the inner SELECT
-        if inner and inner[-1].kind == "Identifier" and inner[-1].name == "Native":
-            children.append(inner.pop())
-    if not children or children[-1].kind != "Identifier" or children[-1].name != "Native":
-        # the client appends FORMAT Native to EXPLAIN AST; a FORMAT of the user's takes its place
+    if not children or not _is_native(children[-1]):  # the FORMAT Native we appended
         raise WriteRefused("a FORMAT clause is not allowed: choose the output with --format")
     children.pop()
     for child in children:
@@ -332,10 +332,10 @@ def _check(node: _Node, parent: _Node, catalog: _Catalog) -> None:
     if kind == "Set":
         raise WriteRefused("a SETTINGS clause is not allowed (the limits are TELEMETRY_SQL_* settings)")
     if kind == "SelectWithUnionQuery":
-        for child in node.children:
+        for i, child in enumerate(node.children):
             if child.kind == "Literal":
                 raise WriteRefused("INTO OUTFILE is not allowed")
-            if child.kind == "Identifier":
+            if child.kind == "Identifier" and not (_is_native(child) and i == len(node.children) - 1):
                 raise WriteRefused("a FORMAT clause is not allowed: choose the output with --format")
     elif kind == "Function":
         _check_function(node, parent, catalog)
@@ -343,6 +343,10 @@ def _check(node: _Node, parent: _Node, catalog: _Catalog) -> None:
         _check_table_name(node.name)
     for child in node.children:
         _check(child, node, catalog)
+
+
+def _is_native(node: _Node) -> bool:
+    return node.kind == "Identifier" and node.name == "Native"
 
 
 def _check_function(node: _Node, parent: _Node, catalog: _Catalog) -> None:
@@ -523,6 +527,8 @@ def run_read_only(client: Client, sql: str, *, server: bool | None = None, max_r
 
 
 def _execute(client: Client, text: str, settings: dict[str, Any], limits: SqlLimits) -> QueryResult:
+    if _EXPLAIN_AST.match(text):  # its SELECT would take the client's FORMAT Native (see check_read_only)
+        text += "\nFORMAT Native"
     try:
         result = client.query(text, settings=settings)
     except Exception as exc:
