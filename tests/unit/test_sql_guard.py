@@ -189,8 +189,14 @@ def test_memory_and_rows_are_bounded(engine: Client) -> None:
     for sql in ("SELECT number FROM numbers(1e9)", "SELECT number FROM numbers(1e9) UNION ALL SELECT 1"):
         result = run_read_only(engine, sql, limits=FAST)
         assert len(result.rows) == FAST.result_rows and result.truncated
-    # the row limit is the outermost result's only
-    assert run_read_only(engine, "SELECT count() FROM (SELECT number FROM numbers(5000))", limits=FAST).rows == [[5000]]
+    # the row limit is the outermost result's only: subqueries, CTEs, JOINs, IN and UNION branches are whole
+    for sql in ("SELECT count() FROM (SELECT number FROM numbers(5000))",
+                "WITH x AS (SELECT number FROM numbers(5000)) SELECT count() FROM x",
+                "SELECT count() FROM numbers(5000) AS a JOIN (SELECT number FROM numbers(5000)) AS b USING number",
+                "SELECT countIf(number IN (SELECT number FROM numbers(5000))) FROM numbers(5000)",
+                "SELECT count() FROM (SELECT number FROM numbers(2500) UNION ALL SELECT number FROM numbers(2500))",
+                "SELECT length((SELECT groupArray(number) FROM numbers(5000)))"):  # fmt: skip
+        assert run_read_only(engine, sql, limits=FAST).rows == [[5000]], sql
 
 
 def test_threads_are_bounded_on_the_analyst_handle_only(engine: Client) -> None:
