@@ -92,7 +92,7 @@ def hostile_verdicts(n: int, now_ms: int) -> Iterator[Message]:
 
 def with_nulls(event: dict[str, Any], i: int) -> dict[str, Any]:
     """A valid event as Python/Go/Java producers write it: unset optional fields as null."""
-    nulls = [{"response_model": None}, {"team": None, "tags": {"a": None}}, {"schema_version": None, "ttft_ms": None},
+    nulls: list[dict[str, Any]] = [{"response_model": None}, {"team": None, "tags": {"a": None}}, {"schema_version": None, "ttft_ms": None},
              {"finish_reason": None, "http_status": None}]  # fmt: skip
     return {**event, **nulls[i % len(nulls)]}
 

@@ -102,7 +102,7 @@ def test_every_verdict_number_field_refuses_non_finite_and_out_of_range(field: s
 
 
 class ExplodingPrices(PriceBook):
-    def cost(self, **kwargs: Any) -> Any:  # type: ignore[override]
+    def cost(self, **kwargs: Any) -> Any:
         raise OverflowError("int too large to convert to float")
 
 
@@ -183,13 +183,10 @@ def test_schemas_say_optional_fields_accept_null() -> None:
         for name, prop in schema["properties"].items():
             accepts_null = any(v.get("type") == "null" for v in prop.get("anyOf", []))
             assert accepts_null == (name not in schema["required"]), name
-    jsonschema = pytest.importorskip("jsonschema")
-    checked = orjson.loads((REPO / "schemas" / "request.schema.json").read_bytes())
-    jsonschema.validate({**REQ, "response_model": None, "ttft_ms": None}, checked)
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({**REQ, "route": None}, checked)
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({**REQ, "route": "a\x1b[31mb"}, checked)
+    checked = orjson.loads((REPO / "schemas" / "request.schema.json").read_bytes())["properties"]
+    assert {"type": "null"} in checked["response_model"]["anyOf"] and "anyOf" not in checked["route"]
+    assert re.fullmatch(checked["route"]["pattern"], "support.answer")
+    assert not re.fullmatch(checked["route"]["pattern"], "a\x1b[31mb")
 
 
 # -- finding 9: lenient conversions ------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def new_pipeline(engine: Client, database: str, tmp_path: Path, **settings: Any)
     pipeline.store = Store(engine, database)
     pipeline.prices = PriceBook()
     pipeline.join = JoinState(horizon_ms=24 * 3_600_000, capacity=10_000)
-    pipeline.producer = producer  # type: ignore[assignment]
+    pipeline.producer = producer
     pipeline._ready.set()
     return pipeline, producer
 
