@@ -55,12 +55,12 @@ _OWN = frozenset({"non_finite_number", "out_of_range"})  # raised by our own val
 _BIG = float(2**63)  # orjson reads integers beyond 64 bits as floats
 
 
-def _field_names(model: type[BaseModel], *, required: bool) -> frozenset[str]:
-    return frozenset(name for name, f in model.model_fields.items() if f.is_required() == required)
+def _required(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(name for name, f in model.model_fields.items() if f.is_required())
 
 
-_REQUEST_REQUIRED = _field_names(RequestEvent, required=True)
-_VERDICT_REQUIRED = _field_names(VerdictEvent, required=True)
+_REQUEST_REQUIRED = _required(RequestEvent)
+_VERDICT_REQUIRED = _required(VerdictEvent)
 
 
 def _reason(err: Any) -> str:
