@@ -28,7 +28,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         raw = min(self.cap_s, self.base_s * (2 ** min(attempt, 30)))
-        return raw * random.uniform(0.75, 1.25)
+        return float(raw * random.uniform(0.75, 1.25))
 
     async def run(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Await ``call()`` until it succeeds. Re-raises errors that are not transient (bugs)."""

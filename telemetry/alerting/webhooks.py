@@ -422,7 +422,7 @@ class WebhookDispatcher:
     def _backoff_s(self, attempt: int) -> float:
         """Delay after failed attempt ``attempt`` (1-based): exponential, capped, equal jitter."""
         ceiling = min(self.max_delay_s, self.base_delay_s * (2 ** min(attempt - 1, 62)))
-        return ceiling / 2 + self._rng() * ceiling / 2
+        return float(ceiling / 2 + self._rng() * ceiling / 2)
 
     def _give_up(
         self, d: _Delivery, attempts: int, http_status: int | None, error: str | None, *, reason: str

@@ -21,6 +21,7 @@ own time while it flows; only the idle gaps add wall time.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 from dataclasses import dataclass, field
 
 Source = tuple[str, int]
@@ -94,5 +95,6 @@ class EventClock:
         """Take the reading and watermarks of :meth:`to_state` (sources start as not recently seen)."""
         self.now_ms = int(state.get("now_ms", 0))  # type: ignore[call-overload]
         raw = state.get("watermarks", [])
-        self.watermarks = {(str(t), int(p)): int(ts) for t, p, ts in raw}  # type: ignore[union-attr]
+        rows: list[list[Any]] = list(raw) if isinstance(raw, list) else []
+        self.watermarks = {(str(t), int(p)): int(ts) for t, p, ts in rows}
         self.idle_since_now_ms = self.now_ms

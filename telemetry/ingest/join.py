@@ -181,12 +181,13 @@ class JoinState:
                     parked.setdefault(verdict.evaluator, verdict)
         for priced in requests:
             rid = priced.event.request_id
-            known = self._requests.get(rid)
-            if known is None:
+            cached = self._requests.get(rid)
+            if cached is None:
                 known = known_from(priced)
                 self._put(known)
                 out.new_requests.append(priced)
             else:
+                known = cached
                 out.duplicate_requests += 1
             self._release_parked(known, out)
         for verdict in verdicts:

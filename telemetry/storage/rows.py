@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from telemetry.ingest.deadletter import DeadLetter
 from telemetry.ingest.join import JoinedVerdict, PricedRequest
@@ -67,7 +68,7 @@ def pending_rows(batch: Sequence[VerdictEvent], now_ms: int) -> list[list[object
     ]
 
 
-def pending_from_row(row: Sequence[object]) -> VerdictEvent:
+def pending_from_row(row: Sequence[Any]) -> VerdictEvent:
     rid, evaluator, kind, passed, score, label, eval_cost, verdict_ts = row[:8]
     return VerdictEvent.model_construct(
         schema_version=1, request_id=rid, ts=_ms(verdict_ts), evaluator=evaluator, kind=kind,
@@ -88,4 +89,4 @@ def _ms(value: object) -> int:
     if isinstance(value, datetime):
         dt = value if value.tzinfo else value.replace(tzinfo=UTC)
         return int(dt.timestamp() * 1000)
-    return int(value)  # type: ignore[call-overload]
+    return int(value)  # type: ignore[call-overload, no-any-return]

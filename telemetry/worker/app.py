@@ -14,8 +14,9 @@ import functools
 import gc
 import hmac
 import logging
+import ssl
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 def broker_credentials(settings: Settings) -> Any:
     """Faust's view of the same security settings every aiokafka client gets."""
     opts = settings.kafka_client_options()
-    ssl_context = opts.get("ssl_context")
+    ssl_context = cast("ssl.SSLContext | None", opts.get("ssl_context"))
     if settings.kafka_sasl_mechanism:
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
@@ -126,7 +127,7 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
     def agent_for(kind: Kind, topic_name: str) -> None:
         topic = app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
-        async def ingest(stream: faust.StreamT) -> None:
+        async def ingest(stream: Any) -> None:  # a faust.Stream (its StreamT protocol lacks take_events)
             await pipeline.wait_ready()
             async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
                 batch = [
@@ -146,7 +147,7 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
         consumer = BatchConsumer(settings, pipeline)
 
     @app.service
-    class PipelineService(faust.Service):  # type: ignore[misc]
+    class PipelineService(faust.Service):
         """Starts the pipeline (and the batch consumer) with the app; on stop, lets the batch in
         flight finish and commit before the pipeline's producer closes."""
 
@@ -169,7 +170,7 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
             await pipeline.stop()
 
     @app.page("/telemetry/health/")
-    class HealthPage(View):  # type: ignore[misc]
+    class HealthPage(View):
         """For probes, no token: 200 once the pipeline is ready (engine open, state loaded), else 503."""
 
         async def get(self, request: Request) -> Response:
@@ -177,7 +178,7 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
             return self.json({"ready": ready}, status=200 if ready else 503)
 
     @app.page("/telemetry/stats/")
-    class StatsPage(View):  # type: ignore[misc]
+    class StatsPage(View):
         async def get(self, request: Request) -> Response:
             denied = _unauthorized(self, request, settings)
             if denied is not None:
@@ -198,7 +199,7 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
     sql_waiting = [0]
 
     @app.page("/telemetry/sql/")
-    class SqlPage(View):  # type: ignore[misc]
+    class SqlPage(View):
         """Read-only SQL within the TELEMETRY_SQL_* limits: on the embedded engine, on analyst handles
         of its own (telemetry.sql), never the ingest client's; at most MAX_CONCURRENT at once."""
 

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 ALIGN_SLACK_MS = 60_000
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance(ConsumerRebalanceListener):
     """Logs assignment changes. Called inside ``getmany``, so no batch is in flight then."""
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:

@@ -264,9 +264,10 @@ async def _send(producer: AIOKafkaProducer, topic: str, r: OutRecord) -> asyncio
     """``producer.send``; an error it raises (the client's own checks, metadata) comes back as a
     failed future marked ``_client_side``."""
     try:
-        return await producer.send(topic, value=r.value, key=r.key, headers=r.headers)
+        sent: asyncio.Future[Any] = await producer.send(topic, value=r.value, key=r.key, headers=r.headers)
+        return sent
     except E.KafkaError as exc:
-        exc._client_side = True  # type: ignore[attr-defined]
+        exc._client_side = True
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.set_exception(exc)
         return future

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
@@ -77,7 +77,7 @@ class Pipeline:
         self.clock = clock
         self.retry = RetryPolicy(is_transient=_transient)
         self.counters: Counter[str] = Counter()
-        self.seconds: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
         # Event-time clocks: the newest request / verdict time decoded so far (for alignment).
         self.requests_clock_ms = 0
         self.verdicts_clock_ms = 0
@@ -275,7 +275,7 @@ class StageTimer:
 
     __slots__ = ("sink", "_last")
 
-    def __init__(self, sink: Counter[str]) -> None:
+    def __init__(self, sink: defaultdict[str, float]) -> None:
         self.sink = sink
         self._last = time.perf_counter()
 
