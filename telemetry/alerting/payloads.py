@@ -473,7 +473,7 @@ def examples_markdown() -> str:
         _json_block(cloudevent(resolved, emitted_at_ms=_EXAMPLE_RESOLVED_EMITTED_AT_MS)),
         "\n### Alertmanager webhook (version 4), channel kind `alertmanager`\n\n",
         "Firing (`receiver` = the channel name, here `support-oncall`; `externalURL` and"
-        " `generatorURL` are empty unless `WebhookDispatcher(external_url=...)` is set, shown here"
+        " `generatorURL` are empty unless the outbox is given an `external_url`, shown here"
         " with `https://telemetry.example.com`):\n\n",
         _json_block(
             alertmanager([firing], receiver="support-oncall", external_url="https://telemetry.example.com")
