@@ -14,9 +14,7 @@ from telemetry.alerting.channels import WebhookChannel
 from telemetry.alerting.webhooks import render, severity_allows
 from telemetry.contracts.alert import Alert, fingerprint
 
-SECRET = "T0SECRET/B0SECRET/xoxSECRETtoken"
 ROUTING_KEY = "R0UTINGKEYSECRET0000000000000000"
-HEADER_SECRET = "Bearer HEADERSECRET"
 T0 = datetime(2025, 3, 14, 9, 42, 17, 250_000, tzinfo=UTC)
 
 
