@@ -228,7 +228,7 @@ class TrafficMix:
             if self.distinct_routes:
                 body["route"] = f"{route.name}.{i % self.distinct_routes}"
             if self.distinct_models:
-                body["model"] = body["response_model"] = f"{body['model']}-{i % self.distinct_models}"
+                body["model"] = body["response_model"] = f"ft:custom-model-{i % self.distinct_models}"
             requests.append((key, dumps(body)))
             if sample and rng.random() < sample:
                 delay = min(max(40_000.0 * math.exp(rng.gauss(0.0, 1.0)), 1000.0), 4 * 3_600_000.0)
