@@ -23,8 +23,18 @@ Contract
   regression's onset: at 50 judged/hour a 10-point drop is caught in ~3-4 h). During an alarm
   ``p0``, ``p1`` and ``h`` are frozen and no verdict enters the baseline. (Leaving out verdicts
   while the CUSUM is merely elevated would bias the baseline up and raise false alarms.)
-- Resolution: during an alarm a reverse CUSUM tests ``p1`` against ``p0`` with the same ``h``;
-  it clears the alarm when the pass rate is back near the baseline (about 180 verdicts at 90%).
+- Resolution: during an alarm a reverse CUSUM ``U`` tests the incident's own pass rate against
+  ``p0`` with the same ``h`` and clears the alarm when the pass rate is back near the baseline.
+  The incident's rate is the one-sided 95% upper bound of the alarm's pass rate (as if from at
+  most 400 verdicts), kept between ``p1`` and the alarm test's break-even rate
+  ``p* = ln(q1/q0) / (ln(q1/q0) - ln(p1/p0))``, where ``S`` has no drift
+  (:func:`clear_alternative`). Any pass rate at which the alarm can fire makes ``U`` drift down:
+  a continuing incident pages once and resolves once. (The mirror image of the alarm test,
+  ``p1`` against ``p0``, shares its break-even rate: an incident near it -- 92% -> 86%, or
+  92% -> 72% against a baseline that took in the first hour of the drop, p0 ~0.80 -- cleared
+  and fired again every few hours.) A clear-cut drop clears as fast as before once the rate is
+  back (92% -> 72% -> 92% at 540 judged/hour: ~0.6 h, ~300 verdicts); a drop of about ``p1``
+  takes ~3 times as long (90% -> 80% -> 90% at 50 judged/hour: median ~8 h instead of ~2.5 h).
   A regression still present after ``quality_accept_after`` (7 days) becomes the new baseline
   and the alarm clears. An alarm of an evaluator silent for 24 hours clears.
 - The alert's ``model`` label is the served model with the most verdicts since the estimated
@@ -55,6 +65,8 @@ H_MIN, H_MAX = 4.0, 14.0
 STALE_MS = DAY_MS
 FORGET_MS = 14 * DAY_MS
 _RECOMPUTE_EVERY = 50
+CLEAR_EVIDENCE_CAP = 400
+"""The clear test's bound on the incident's pass rate is never tighter than from this many verdicts."""
 
 
 @dataclass(slots=True)
@@ -104,6 +116,9 @@ class EvaluatorState:
     alarm_pass: int = 0
     alarm_n: int = 0
     u: float = 0.0
+    # the alarm's (passed, judged) up to the last time u was 0: the incident's own pass rate
+    inc_pass: int = 0
+    inc_n: int = 0
 
     def baseline(self, day: int, days: int) -> tuple[int, int]:
         """``(passed, judged)`` over the last ``days`` days, today included."""
@@ -137,6 +152,29 @@ class EvaluatorState:
             if self.rq_key[s] == h:
                 n += self.rq_n[s]
         return n
+
+
+def break_even(up: float, down: float) -> float:
+    """The pass rate at which the alarm CUSUM has no drift: below it ``S`` climbs towards ``h``."""
+    return up / (up - down)
+
+
+def clear_alternative(st: EvaluatorState) -> float:
+    """The pass rate the clear test weighs ``p0`` against during an alarm: the incident's own.
+
+    The one-sided 95% Wilson upper bound of the alarm's pass rate (counted up to the last time
+    the clear statistic was 0, so a recovery under way does not raise it; never tighter than
+    from :data:`CLEAR_EVIDENCE_CAP` verdicts), kept between ``p1`` and :func:`break_even`. At
+    any pass rate up to this value the clear statistic drifts down, so a continuing incident --
+    also one whose rate is close to where the alarm test breaks even -- does not clear and fire
+    again; a clear-cut drop is weighed at ``p1`` and clears as fast as a p1-vs-p0 test would.
+    """
+    even = break_even(st.up, st.down)
+    if st.inc_n <= 0:
+        return even
+    n = min(st.inc_n, CLEAR_EVIDENCE_CAP)
+    high = wilson(st.inc_pass * n / st.inc_n, n, Z95_ONE_SIDED)[1]
+    return min(max(st.p1, high), even)
 
 
 def _bump(keys: list[int], cols: Sequence[list[int]], index: int, values: Sequence[int]) -> None:
@@ -190,9 +228,12 @@ class QualityDetector:
             row[1] //= 2
 
         if st.alarm:
+            bad = clear_alternative(st)
             st.alarm_pass += ok
             st.alarm_n += 1
-            st.u = max(0.0, st.u + (math.log(st.p0 / st.p1) if ok else math.log((1 - st.p0) / (1 - st.p1))))
+            st.u = max(0.0, st.u + (math.log(st.p0 / bad) if ok else math.log((1.0 - st.p0) / (1.0 - bad))))
+            if st.u == 0.0:  # no sign of a recovery: every verdict so far measures the incident
+                st.inc_pass, st.inc_n = st.alarm_pass, st.alarm_n
             if st.u >= st.h:
                 self._clear(st)
             elif ts - st.alarm_since_ms >= policy.quality_accept_after:
@@ -220,7 +261,7 @@ class QualityDetector:
                 st.alarm_s = st.s
                 top = max(st.run_models.items(), key=lambda kv: (kv[1], kv[0])) if st.run_models else None
                 st.alarm_model = top[0] if top else f.model
-                st.alarm_pass = st.alarm_n = 0
+                st.alarm_pass = st.alarm_n = st.inc_pass = st.inc_n = 0
                 st.u = 0.0
                 # the quarantined verdicts hold the regression's onset: never let them in
                 st.pend_key = [-1] * HOUR_SLOTS
@@ -276,7 +317,7 @@ class QualityDetector:
     def _clear(st: EvaluatorState) -> None:
         st.alarm = False
         st.s = st.u = 0.0
-        st.run_pass = st.run_n = st.alarm_pass = st.alarm_n = 0
+        st.run_pass = st.run_n = st.alarm_pass = st.alarm_n = st.inc_pass = st.inc_n = 0
         st.run_models = {}
         st.since_params = _RECOMPUTE_EVERY  # recompute on the next verdict
 

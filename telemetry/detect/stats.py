@@ -43,13 +43,16 @@ def _log_pmf(k: int, n: int, p: float) -> float:
 
 
 def _tail(k_from: int, k_to: int, step: int, n: int, p: float) -> float:
-    """Sum of pmf from ``k_from`` towards ``k_to`` (inclusive), stopping when terms vanish."""
+    """Sum of pmf from ``k_from`` towards ``k_to`` (inclusive), stopping when terms vanish.
+
+    Callers sum away from the mode, so terms only shrink: once one underflows to 0 (a tail far
+    below 1e-308), the rest do too -- stop there rather than walk all ``n`` terms."""
     total = 0.0
     k = k_from
     while (k <= k_to) if step > 0 else (k >= k_to):
         term = math.exp(_log_pmf(k, n, p))
         total += term
-        if term < 1e-17 * total:
+        if term <= 1e-17 * total:
             break
         k += step
     return total
