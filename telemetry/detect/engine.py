@@ -62,14 +62,7 @@ class DetectionEngine:
         self.now_ms = 0
         self.windows: dict[str, RouteWindow] = {}
         self.quality = QualityDetector()
-        self.cost = CostSpikeDetector()
-        self.tier = TierSwitchDetector()
-        self.latency = LatencySLODetector()
-        self.storm = ErrorStormDetector()
-        self.retry = RetryAmplificationDetector()
-        self.truncation = TruncationSpikeDetector()
-        self.silence = TrafficStoppedDetector()
-        self.budget = BudgetDetector()
+        self._new_request_side()
         self.lifecycle = AlertLifecycle()
         self.storm_seen_ms: dict[str, int] = {}
         self._dirty: set[str] = set()
@@ -139,13 +132,27 @@ class DetectionEngine:
                 self.storm_seen_ms[cond.route] = now
         return self.lifecycle.update([self._active(c, now) for c in conditions], now)
 
+    def _new_request_side(self) -> None:
+        """Fresh request-side detectors (the per-route windows are kept apart)."""
+        self.cost = CostSpikeDetector()
+        self.tier = TierSwitchDetector()
+        self.latency = LatencySLODetector()
+        self.storm = ErrorStormDetector()
+        self.retry = RetryAmplificationDetector()
+        self.truncation = TruncationSpikeDetector()
+        self.silence = TrafficStoppedDetector()
+        self.budget = BudgetDetector()
+
+    def _drop_route_states(self, route: str) -> None:
+        for detector in (self.cost, self.tier, self.latency, self.storm, self.retry, self.truncation, self.silence):
+            detector.states.pop(route, None)
+
     def _forget_routes(self, now: int) -> None:
         """Drop the request-side state of routes silent for the whole hour ring; free their slots."""
         for route in [r for r, w in self.windows.items() if w.last_ms < now - _WINDOW_FORGET_MS]:
             del self.windows[route]
             self._cache.pop(route, None)
-            for detector in (self.cost, self.tier, self.latency, self.storm, self.retry, self.truncation, self.silence):
-                detector.states.pop(route, None)
+            self._drop_route_states(route)
         self.guard.forget_routes(set(self.windows) | set(self.quality.states))
 
     def repair_clock(self, wall_ms: int, max_skew_ms: int) -> bool:
@@ -159,14 +166,7 @@ class DetectionEngine:
         self.windows.clear()
         self._cache.clear()
         self._dirty.clear()
-        self.cost = CostSpikeDetector()
-        self.tier = TierSwitchDetector()
-        self.latency = LatencySLODetector()
-        self.storm = ErrorStormDetector()
-        self.retry = RetryAmplificationDetector()
-        self.truncation = TruncationSpikeDetector()
-        self.silence = TrafficStoppedDetector()
-        self.budget = BudgetDetector()
+        self._new_request_side()
         self.storm_seen_ms = {r: min(t, wall_ms) for r, t in self.storm_seen_ms.items()}
         for st in self.quality.states.values():
             for ev in st.values():
@@ -316,8 +316,7 @@ class DetectionEngine:
         keep = set(newest[: self.limits.max_routes])
         for route in newest[self.limits.max_routes :]:
             del self.windows[route]
-            for detector in (self.cost, self.tier, self.latency, self.storm, self.retry, self.truncation, self.silence):
-                detector.states.pop(route, None)
+            self._drop_route_states(route)
         for route in sorted(keep):
             self.guard.admit_route(route)
         for route in sorted(self.quality.states):
