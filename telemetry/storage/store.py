@@ -113,16 +113,16 @@ class Store:
             )
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        """Record dead letters once per (topic, partition, offset), also when redelivered."""
+        """Record dead letters. The caller passes those :meth:`recorded_dead_letters` does not
+        hold yet (the pipeline asks once per batch, before it publishes them); a retried insert
+        of the same letters is dropped by its deduplication token."""
         if not letters:
             return
-        seen = self.recorded_dead_letters(letters)
-        fresh = [d for d in letters if (d.topic, d.partition, d.offset) not in seen]
         self._insert(
             "dead_letters",
-            R.dead_letter_rows(fresh),
+            R.dead_letter_rows(letters),
             R.DEAD_LETTER_COLUMNS,
-            _token("dead", (f"{d.topic}:{d.partition}:{d.offset}" for d in fresh)),
+            _token("dead", (f"{d.topic}:{d.partition}:{d.offset}" for d in letters)),
         )
 
     def recorded_dead_letters(self, letters: Sequence[DeadLetter]) -> set[tuple[str, int, int]]:
