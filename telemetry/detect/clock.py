@@ -61,6 +61,13 @@ class EventClock:
             self._advance_to(self.idle_since_now_ms + (wall_ms - self.last_event_wall_ms), wall_ms)
         return self.now_ms
 
+    def resume(self, now_ms: int, wall_ms: int) -> None:
+        """After a start: read at least ``now_ms`` (the detectors' saved time); the idle period
+        counts from ``wall_ms``, so a silent deployment's clock moves on after it."""
+        self.now_ms = max(self.now_ms, now_ms)
+        self.idle_since_now_ms = self.now_ms
+        self.last_event_wall_ms = wall_ms
+
     def forget_idle_sources(self, wall_ms: int, older_than_ms: int) -> None:
         """Drop sources silent for ``older_than_ms`` of wall time (revoked partitions)."""
         for source in [s for s, seen in self.last_seen_wall_ms.items() if wall_ms - seen >= older_than_ms]:

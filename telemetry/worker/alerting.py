@@ -111,7 +111,6 @@ class AlertingObserver:
             routes, policy=DeliveryPolicy(max_age_s=settings.delivery_max_age_hours * 3600), clock=clock
         )
         self.counters = self.dispatcher.counters  # deliveries.*, alerts.publish_failed (stats page)
-        self.watermark_ms = 0
         self.sent = 0
         self._store: Store | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -134,16 +133,13 @@ class AlertingObserver:
         if saved_clock:
             with contextlib.suppress(ValueError, TypeError, KeyError):
                 self.event_clock.restore(orjson.loads(saved_clock))
-        self.event_clock.now_ms = max(self.event_clock.now_ms, self.engine.now_ms)
-        self.event_clock.idle_since_now_ms = self.event_clock.now_ms
-        self.event_clock.last_event_wall_ms = wall_ms
+        self.event_clock.resume(self.engine.now_ms, wall_ms)
         repaired = self.event_clock.repair(wall_ms)
         if self.engine.repair_clock(wall_ms, self.event_clock.max_skew_ms) or repaired:
             self.counters["event_clock_repairs"] += 1
             log.warning("the saved event-time clock was ahead of wall time; pulled back",
                         extra={"wall_ms": wall_ms})  # fmt: skip
             await self._save()
-        self.watermark_ms = self.engine.now_ms
         await self.dispatcher.start(DeliveryStore(store.client, store.db), self.retry)
         self._ticker = asyncio.ensure_future(self._tick_forever())
 
@@ -190,7 +186,6 @@ class AlertingObserver:
                 log.exception("idle evaluation failed")
 
     async def _evaluate(self, now_ms: int) -> None:
-        self.watermark_ms = now_ms
         alerts = self.engine.evaluate(now_ms)
         self._report_overflow()
         if alerts:
