@@ -192,10 +192,11 @@ class Pipeline:
                                               max_future_ms=max_future_ms)  # fmt: skip
         timer.lap("decode_validate_price")
         self.counters[f"{kind}_messages"] += len(messages)
-        if decoded.requests:
-            self.requests_clock_ms = max(self.requests_clock_ms, max(p.event.ts for p in decoded.requests))
-        if decoded.verdicts:
-            self.verdicts_clock_ms = max(self.verdicts_clock_ms, max(v.ts for v in decoded.verdicts))
+        newest = max(decoded.event_times.values(), default=0)  # the batch is of one kind
+        if kind == "requests":
+            self.requests_clock_ms = max(self.requests_clock_ms, newest)
+        else:
+            self.verdicts_clock_ms = max(self.verdicts_clock_ms, newest)
         if decoded.dead:
             await self._dead_letter(decoded.dead)
             timer.lap("dead_letter")
