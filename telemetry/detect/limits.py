@@ -69,10 +69,6 @@ class CardinalityGuard:
             return f
         return replace(f, route=route, model=model, evaluator=evaluator)
 
-    def team(self, team: str) -> str:
-        """A team label as the budget detector may keep it."""
-        return self._team(team) if team else team
-
     def admit_route(self, route: str) -> str:
         """``route`` if it has (or gets) a slot, else :data:`OVERFLOW` (counted)."""
         return self._route(route)
