@@ -70,7 +70,7 @@ def profile(n_requests: int = 50_000, verdict_sample: float = 0.2, batch_size: i
     from telemetry.storage.clickhouse import connect
     from telemetry.storage.migrate import migrate
     from telemetry.storage.store import Store
-    from telemetry.worker.alerting import request_facts, verdict_facts
+    from telemetry.ingest.facts import request_facts, verdict_facts
 
     now = int(time.time() * 1000)
     mix = TrafficMix(n_requests, start_ms=now - 28 * 3_600_000, end_ms=now - 4 * 3_600_000,

@@ -9,7 +9,7 @@ was. Each sample is filed under
 1. the pipeline stage on its stack (outermost first), named like the stats page's
    ``stage_seconds``: ``decode_requests``/``decode_verdicts`` = decode_validate_price,
    ``Store.lookup`` = lookup, ``JoinState.apply``/``ids_to_look_up`` = join, ``Store.write``
-   = insert, ``AlertingObserver.on_batch`` = detect_alert, ``Pipeline._dead_letter`` =
+   = insert, ``AlertingObserver.on_facts`` = detect_alert, ``Pipeline._dead_letter`` =
    dead_letter; the bench's own polling of ``/telemetry/stats/`` = stats_page; else
 2. ``framework: <package>``: the innermost frame's third-party package (``faust``, ``mode``,
    ``aiokafka``, ``aiohttp``, ...) or, for standard-library frames, the nearest caller that
@@ -41,7 +41,7 @@ _STAGE_FUNCS = {
     "JoinState.apply": "join",
     "JoinState.ids_to_look_up": "join",
     "Store.write": "insert",
-    "AlertingObserver.on_batch": "detect_alert",
+    "AlertingObserver.on_facts": "detect_alert",
     "Pipeline._dead_letter": "dead_letter",
     "StatsPage.get": "stats_page",
 }

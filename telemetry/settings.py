@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     consumer_group: str = Field("llm-telemetry", description="Consumer group id of the worker.")
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics the worker creates.")
     topic_replication_factor: int = Field(1, ge=1, description="Replication factor of topics the worker creates.")
+    kafka_session_timeout: Seconds = Field(
+        10.0, ge=6, le=300,
+        description="Consumer group session timeout: how long a dead worker keeps its partitions before the others take them.",
+    )  # fmt: skip
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
@@ -112,6 +116,29 @@ class Settings(BaseSettings):
     @property
     def verdicts_topic(self) -> str:
         return f"{self.topic_prefix}verdicts"
+
+    @property
+    def shard_requests_topic(self) -> str:
+        """Internal: requests re-keyed by request id (the repartition stage writes, the join reads)."""
+        return f"{self.topic_prefix}internal.requests"
+
+    @property
+    def shard_verdicts_topic(self) -> str:
+        """Internal: verdicts re-keyed by request id, co-partitioned with the requests."""
+        return f"{self.topic_prefix}internal.verdicts"
+
+    @property
+    def facts_topic(self) -> str:
+        """Internal: facts of stored batches for the detection owner (one partition)."""
+        return f"{self.topic_prefix}internal.facts"
+
+    @property
+    def join_group(self) -> str:
+        return f"{self.consumer_group}.join"
+
+    @property
+    def detect_group(self) -> str:
+        return f"{self.consumer_group}.detect"
 
     @property
     def deadletter_topic(self) -> str:

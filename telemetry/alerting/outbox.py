@@ -106,8 +106,10 @@ class DeliveryOutbox:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, store: DeliveryStore, retry: RetryPolicy) -> None:
-        """Open the HTTP session, load the pending deliveries and resume them."""
+        """Open the HTTP session, load the pending deliveries and resume them. After
+        :meth:`stop`, starts again (a worker that owns detection again)."""
         self._store, self._retry = store, retry
+        self._stopping = False
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout_s), headers={"User-Agent": _USER_AGENT}
         )

@@ -45,6 +45,8 @@ REASONS: dict[str, str] = {
     "schema_violation": "anything else the contract refuses: a missing or mistyped field, null in a required "
     "field, a value outside its enum, inconsistent token counts, a verdict without passed or score",
     "ts_in_future": "ts more than TELEMETRY_MAX_FUTURE_SKEW ahead of the worker's clock",
+    "ambiguous_request_id": "the request id the repartition stage routed the message by differs from the one "
+    "the contract decodes (e.g. request_id given twice)",
     "decode_error": "an unexpected exception while decoding, validating or pricing this one message "
     "(the detail starts with the exception class)",
 }

@@ -16,6 +16,7 @@ from telemetry.contracts.verdict import VerdictEvent
 from telemetry.errors import BadInput
 from telemetry.ingest.deadletter import DeadLetter
 from telemetry.ingest.join import PricedRequest
+from telemetry.ingest.shard import shard_of
 from telemetry.pricing import PriceBook
 
 log = logging.getLogger(__name__)
@@ -25,13 +26,15 @@ _NO_LIMIT = 2**62
 
 @dataclass(frozen=True, slots=True)
 class RawMessage:
-    """A Kafka message as consumed: coordinates, key and value bytes."""
+    """A Kafka message as consumed: its original coordinates (the topic, partition and offset
+    the producer wrote to), key and value bytes, and the join shard it was routed to."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+    shard: int = 0
 
 
 @dataclass(slots=True)
@@ -62,6 +65,15 @@ def _in_future(ts_ms: int, now_ms: int, max_future_ms: int | None) -> BadInput:
                                     f"(at most {(max_future_ms or 0) / 1000.0:,.0f} s allowed)")  # fmt: skip
 
 
+def _misrouted(m: RawMessage, request_id: str, shards: int) -> BadInput | None:
+    """A message routed by a request id other than the one it decodes to (e.g. ``request_id``
+    given twice): joining it here could count it twice, so it is refused."""
+    if shards > 1 and shard_of(request_id, shards) != m.shard:
+        return BadInput("ambiguous_request_id", "the request id read for routing differs from the decoded one "
+                                                "(is a key given twice?)")  # fmt: skip
+    return None
+
+
 def _unexpected(exc: Exception, m: RawMessage, logged: bool) -> BadInput:
     if not logged:  # once per batch: a bug here shows with its traceback, without flooding the log
         log.warning("unexpected error decoding a message; dead-lettered as decode_error",
@@ -70,11 +82,13 @@ def _unexpected(exc: Exception, m: RawMessage, logged: bool) -> BadInput:
 
 
 def decode_requests(
-    messages: Sequence[RawMessage], prices: PriceBook, *, max_bytes: int, now_ms: int, max_future_ms: int | None = None
+    messages: Sequence[RawMessage], prices: PriceBook, *, max_bytes: int, now_ms: int, max_future_ms: int | None = None,
+    shards: int = 1,
 ) -> DecodedBatch:
     """Validate and price request messages; the rest become dead letters. Events dated more
     than ``max_future_ms`` after ``now_ms`` are dead letters (``ts_in_future``); ``None``: no
-    limit. Never raises for a message."""
+    limit. With ``shards`` > 1, each message must decode to a request id of its ``shard``
+    (``ambiguous_request_id`` otherwise). Never raises for a message."""
     out = DecodedBatch()
     latest = _latest(now_ms, max_future_ms)
     cost = prices.cost
@@ -84,6 +98,9 @@ def decode_requests(
             event = decode_request(m.value, max_bytes)
             if event.ts > latest:
                 raise _in_future(event.ts, now_ms, max_future_ms)
+            misrouted = _misrouted(m, event.request_id, shards)
+            if misrouted is not None:
+                raise misrouted
             priced = PricedRequest(event, cost(
                 provider=event.provider or None,
                 model=event.served_model,
@@ -108,7 +125,8 @@ def decode_requests(
 
 
 def decode_verdicts(
-    messages: Sequence[RawMessage], *, max_bytes: int, now_ms: int, max_future_ms: int | None = None
+    messages: Sequence[RawMessage], *, max_bytes: int, now_ms: int, max_future_ms: int | None = None,
+    shards: int = 1,
 ) -> DecodedBatch:
     """Validate verdict messages; the rest become dead letters (``ts_in_future`` as for
     :func:`decode_requests`). Never raises for a message."""
@@ -120,6 +138,9 @@ def decode_verdicts(
             verdict = decode_verdict(m.value, max_bytes)
             if verdict.ts > latest:
                 raise _in_future(verdict.ts, now_ms, max_future_ms)
+            misrouted = _misrouted(m, verdict.request_id, shards)
+            if misrouted is not None:
+                raise misrouted
         except BadInput as exc:
             out.reject(m, exc, now_ms)
             continue

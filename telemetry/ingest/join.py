@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from telemetry.contracts.request import RequestEvent
 from telemetry.contracts.verdict import VerdictEvent
+from telemetry.ingest.shard import shard_of
 from telemetry.pricing import Cost
 
 
@@ -247,3 +248,86 @@ class JoinState:
             if self._requests.get(oldest.request_id) is oldest:
                 del self._requests[oldest.request_id]
                 self.complete_since_ms = max(self.complete_since_ms, oldest.ts_ms + 1)
+
+
+class NotOwned(RuntimeError):
+    """An event of a shard this worker does not own reached the join (a bug in the shell)."""
+
+
+class ShardedJoin:
+    """The join of the shards this worker owns: one :class:`JoinState` per shard.
+
+    Every event of a request id is routed to that id's shard (``telemetry.ingest.shard``) and
+    a shard has one owner at a time, so each state sees every event of its ids: the cache
+    invariant of :class:`JoinState` holds per shard whatever the number of workers. A shard is
+    adopted (its state loaded from storage) when assigned and released when revoked.
+    """
+
+    def __init__(self, shards: int) -> None:
+        if shards < 1:
+            raise ValueError("shards must be >= 1")
+        self.shards = shards
+        self._states: dict[int, JoinState] = {}
+
+    @property
+    def owned(self) -> frozenset[int]:
+        return frozenset(self._states)
+
+    def adopt(self, shard: int, state: JoinState) -> None:
+        self._states[shard] = state
+
+    def release(self, shard: int) -> None:
+        self._states.pop(shard, None)
+
+    @property
+    def cached_requests(self) -> int:
+        return sum(s.cached_requests for s in self._states.values())
+
+    @property
+    def parked_verdicts(self) -> int:
+        return sum(s.parked_verdicts for s in self._states.values())
+
+    def _shard(self, request_id: str) -> int:
+        return shard_of(request_id, self.shards) if self.shards > 1 else 0
+
+    def _state(self, shard: int) -> JoinState:
+        state = self._states.get(shard)
+        if state is None:
+            raise NotOwned(f"shard {shard} is not owned by this worker (owned: {sorted(self._states)})")
+        return state
+
+    def _split(
+        self, requests: Sequence[PricedRequest], verdicts: Sequence[VerdictEvent]
+    ) -> dict[int, tuple[list[PricedRequest], list[VerdictEvent]]]:
+        groups: dict[int, tuple[list[PricedRequest], list[VerdictEvent]]] = {}
+        for priced in requests:
+            groups.setdefault(self._shard(priced.event.request_id), ([], []))[0].append(priced)
+        for verdict in verdicts:
+            groups.setdefault(self._shard(verdict.request_id), ([], []))[1].append(verdict)
+        return groups
+
+    def ids_to_look_up(self, requests: Sequence[PricedRequest], verdicts: Sequence[VerdictEvent]) -> set[str]:
+        ids: set[str] = set()
+        for shard, (reqs, verds) in self._split(requests, verdicts).items():
+            ids |= self._state(shard).ids_to_look_up(reqs, verds)
+        return ids
+
+    def apply(
+        self, requests: Sequence[PricedRequest], verdicts: Sequence[VerdictEvent], lookup: Lookup | None = None
+    ) -> JoinOutcome:
+        """:meth:`JoinState.apply` per shard; one outcome (requests before verdicts per shard)."""
+        lookup = lookup or Lookup()
+        out = JoinOutcome()
+        for shard, (reqs, verds) in self._split(requests, verdicts).items():
+            state = self._state(shard)
+            part = Lookup(
+                {rid: k for rid, k in lookup.requests.items() if self._shard(rid) == shard},
+                {rid: v for rid, v in lookup.pending.items() if self._shard(rid) == shard},
+            )
+            one = state.apply(reqs, verds, part)
+            out.new_requests += one.new_requests
+            out.joined += one.joined
+            out.parked += one.parked
+            out.duplicate_requests += one.duplicate_requests
+            out.duplicate_verdicts += one.duplicate_verdicts
+        return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -25,6 +25,7 @@ from telemetry.contracts.alert import Alert
 from telemetry.contracts.verdict import VerdictEvent
 from telemetry.ingest.deadletter import DeadLetter
 from telemetry.ingest.join import JoinOutcome, JoinState, KnownRequest, Lookup
+from telemetry.ingest.shard import shard_sql
 from telemetry.storage import rows as R
 from telemetry.storage.clickhouse import WRITE_SETTINGS
 
@@ -182,41 +183,60 @@ class Store:
         return [R.pending_from_row(row) for row in result.result_rows]
 
     # -- startup --------------------------------------------------------------------------------
-    def load_join_state(self, *, horizon_ms: int, capacity: int) -> tuple[JoinState, list[VerdictEvent]]:
-        """Rebuild the join cache from storage: the newest requests within the horizon (up to
-        ``capacity``) with their verdicts' evaluators. Returns the state and the unjoined
-        parked verdicts, which the caller replays through the join (they may now match)."""
-        newest = self.client.query(f"SELECT toUnixTimestamp64Milli(max(ts)), count() FROM {self.db}.requests")
+    def load_join_state(
+        self, *, horizon_ms: int, capacity: int, shards: int = 1, owned: Collection[int] = (0,)
+    ) -> tuple[dict[int, JoinState], list[VerdictEvent]]:
+        """Rebuild the join cache of the ``owned`` shards (of ``shards``) from storage: per shard,
+        the newest requests within the horizon (up to ``capacity`` / ``shards``, at least 1000)
+        with their verdicts' evaluators. Returns the states and the shards' unjoined parked
+        verdicts, which the caller replays through the join (they may match by now)."""
+        owned = sorted(set(owned))
+        per_shard = max(1000, capacity // shards) if shards > 1 else capacity
+        where = "1" if shards == 1 else f"{shard_sql('request_id', shards)} IN %(owned)s"
+        params: dict[str, object] = {"owned": owned}
+        newest = self.client.query(
+            f"SELECT toUnixTimestamp64Milli(max(ts)), count() FROM {self.db}.requests WHERE {where}", parameters=params
+        )
         max_ts, total = newest.result_rows[0]
-        if not total:
-            state = JoinState(horizon_ms=horizon_ms, capacity=capacity, complete_since_ms=0)
-        else:
+        states = {s: JoinState(horizon_ms=horizon_ms, capacity=per_shard, complete_since_ms=0) for s in owned}
+        if total:
             since = int(max_ts) - horizon_ms
+            shard_col = "0" if shards == 1 else shard_sql("request_id", shards)
             result = self.client.query(
-                f"SELECT request_id, toUnixTimestamp64Milli(ts) AS t, route, team, model, served_model, cost_usd "
-                f"FROM {self.db}.requests WHERE ts >= fromUnixTimestamp64Milli(%(since)s) "
-                f"ORDER BY t DESC LIMIT %(cap)s",
-                parameters={"since": since, "cap": capacity},
+                f"SELECT request_id, toUnixTimestamp64Milli(ts) AS t, route, team, model, served_model, cost_usd, "
+                f"{shard_col} AS shard FROM {self.db}.requests "
+                f"WHERE ts >= fromUnixTimestamp64Milli(%(since)s) AND {where} "
+                f"ORDER BY t DESC LIMIT %(cap)s BY shard",
+                parameters={**params, "since": since, "cap": per_shard},
             )
-            loaded = [_known(r) for r in result.result_rows]
-            complete_since = since
-            if len(loaded) >= capacity:
-                complete_since = loaded[-1].ts_ms + 1
-            state = JoinState(horizon_ms=horizon_ms, capacity=capacity, complete_since_ms=complete_since)
-            loaded.reverse()
-            state.remember(loaded)
-            by_id = {k.request_id: k for k in loaded}
+            loaded: dict[int, list[KnownRequest]] = {s: [] for s in owned}
+            for row in result.result_rows:
+                loaded[int(row[7])].append(_known(row))
+            oldest_complete = since
+            by_id: dict[str, KnownRequest] = {}
+            for shard, known in loaded.items():
+                complete_since = since
+                if len(known) >= per_shard:
+                    complete_since = known[-1].ts_ms + 1
+                oldest_complete = min(oldest_complete, complete_since)
+                state = states[shard] = JoinState(horizon_ms=horizon_ms, capacity=per_shard,
+                                                  complete_since_ms=complete_since)  # fmt: skip
+                known.reverse()
+                state.remember(known)
+                by_id.update((k.request_id, k) for k in known)
             keys = self.client.query(
                 f"SELECT request_id, evaluator FROM {self.db}.verdicts "
-                f"WHERE request_ts >= fromUnixTimestamp64Milli(%(since)s)",
-                parameters={"since": complete_since},
+                f"WHERE request_ts >= fromUnixTimestamp64Milli(%(since)s) AND {where}",
+                parameters={**params, "since": oldest_complete},
             )
             for rid, evaluator in keys.result_rows:
-                known = by_id.get(str(rid))
-                if known is not None:
-                    known.evaluators = (known.evaluators or set()) | {str(evaluator)}
-        pending = self.client.query(f"SELECT {', '.join(R.PENDING_COLUMNS)} FROM {self.db}.verdicts_unjoined")
-        return state, [R.pending_from_row(row) for row in pending.result_rows]
+                cached = by_id.get(str(rid))
+                if cached is not None:
+                    cached.evaluators = (cached.evaluators or set()) | {str(evaluator)}
+        pending = self.client.query(
+            f"SELECT {', '.join(R.PENDING_COLUMNS)} FROM {self.db}.verdicts_unjoined WHERE {where}", parameters=params
+        )
+        return states, [R.pending_from_row(row) for row in pending.result_rows]
 
     def check_aggregates(self) -> AggregateCheck:
         row = self.client.query(
@@ -261,12 +281,31 @@ class Store:
             ])  # fmt: skip
         self._insert("alerts", rows, ALERT_COLUMNS, _token("alerts", (cloudevent_id(a) for a in alerts)))
 
+    def recorded_alert_ids(self, ids: Sequence[str]) -> set[str]:
+        """The notification ids among ``ids`` the ``alerts`` table holds."""
+        if not ids:
+            return set()
+        rows = self.client.query(f"SELECT DISTINCT id FROM {self.db}.alerts WHERE id IN %(ids)s",
+                                 parameters={"ids": list(ids)}).result_rows  # fmt: skip
+        return {str(r[0]) for r in rows}
+
     # -- saved state ----------------------------------------------------------------------------
     def save_state(self, key: str, value: str, now_ms: int) -> None:
+        self.save_states({key: value}, now_ms)
+
+    def save_states(self, values: dict[str, str], now_ms: int) -> None:
+        """Save several keys in one insert (one part: all of them or none)."""
         self.client.insert(
-            "worker_state", [[key, value, now_ms]], column_names=["key", "value", "updated_at"],
+            "worker_state", [[k, v, now_ms] for k, v in values.items()], column_names=["key", "value", "updated_at"],
             database=self.db, settings={"async_insert": 0},
         )  # fmt: skip
+
+    def state_time(self, keys: Sequence[str]) -> int:
+        """The newest ``updated_at`` of ``keys`` (0: none saved). A new owner saves after it, so
+        its saves win whatever its clock says."""
+        rows = self.client.query(f"SELECT toUnixTimestamp64Milli(max(updated_at)) FROM {self.db}.worker_state WHERE key IN %(keys)s",
+                                 parameters={"keys": list(keys)}).result_rows  # fmt: skip
+        return int(rows[0][0] or 0) if rows else 0
 
     def load_state(self, key: str) -> str | None:
         rows = self.client.query(

@@ -1,11 +1,16 @@
-"""The alerting observer: feeds each stored batch to the detection engine and delivers what it
-decides to the ``<prefix>alerts`` topic, the ``alerts`` table and the configured webhooks.
+"""The detection owner's core shell: runs the detectors over the facts of the whole group and
+delivers what they decide to the ``<prefix>alerts`` topic, the ``alerts`` table and the webhooks.
 
-Order per batch: rows are stored (by the pipeline) -> facts observed -> notifications published
-to Kafka and written to ClickHouse -> engine state saved. A crash between publishing and saving
-can repeat a notification (never lose one); every sink can tell a repeat by its id: the
-CloudEvent ``id``, the table's deduplication token, PagerDuty's ``dedup_key``, Alertmanager's
-fingerprint. Webhook delivery runs in the background and never blocks the stream.
+One worker at a time owns detection (the owner of the facts topic's one partition, see
+``telemetry.worker.detection``). :meth:`AlertingObserver.take_over` loads the detector state,
+the event clock and the facts position saved by the previous owner; :meth:`hand_over` saves
+them. Order per facts record: facts observed -> notifications to the topic, the table and the
+webhook outbox -> state saved with the position of the next facts record, in one insert.
+
+A crash after delivering and before saving makes the next owner replay those facts and decide
+the same notifications again (same CloudEvent ids); each sink skips what it holds: the topic
+by the ids read back from its recent records at take-over, the table by the ids stored, the
+outbox by its recorded deliveries. Webhook delivery runs in the background and never blocks.
 """
 
 from __future__ import annotations
@@ -22,23 +27,26 @@ from aiokafka import AIOKafkaProducer
 
 from telemetry.alerting.delivery import DeliveryPolicy
 from telemetry.alerting.outbox import DeliveryOutbox
+from telemetry.alerting.payloads import cloudevent_id
 from telemetry.contracts.alert import Alert
 from telemetry.detect.clock import EventClock
 from telemetry.detect.engine import DetectionEngine
 from telemetry.detect.limits import LabelLimits
-from telemetry.detect.facts import RequestFact, VerdictFact
-from telemetry.ingest.join import JoinOutcome
+from telemetry.detect.factlog import FactBatch
 from telemetry.retry import RetryPolicy
 from telemetry.routes import RoutesConfig
 from telemetry.settings import Settings
 from telemetry.storage.deliveries import DeliveryStore
 from telemetry.storage.store import Store
+from telemetry.worker.alert_log import published_alert_ids
 from telemetry.worker.kafka_errors import publish_alerts
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "detection_engine"
 CLOCK_KEY = "event_clock"
+POSITION_KEY = "detection_facts_position"
+PUBLISHED_LOOKBACK_MS = 3_600_000
 OVERFLOW_WARN_EVERY_S = 60.0
 TICK_EVERY_S = 1.0
 _SOURCE_FORGET_MS = 3_600_000
@@ -55,31 +63,8 @@ def decode_snapshot(text: str) -> bytes:
     return raw if raw[:1] == b"{" else zlib.decompress(raw)
 
 
-def request_facts(outcome: JoinOutcome) -> list[RequestFact]:
-    return [
-        RequestFact(
-            ts_ms=e.ts, route=e.route, team=e.team, model=e.model, served_model=e.served_model,
-            cost_usd=p.cost.usd, latency_ms=e.latency_ms, status=e.status, error_type=e.error_type,
-            finish_reason=e.finish_reason, attempt=e.attempt,
-        )  # fmt: skip
-        for p in outcome.new_requests
-        for e in (p.event,)
-    ]
-
-
-def verdict_facts(outcome: JoinOutcome) -> list[VerdictFact]:
-    return [
-        VerdictFact(
-            ts_ms=j.verdict.ts, request_ts_ms=j.request.ts_ms, route=j.request.route, model=j.request.served_model,
-            evaluator=j.verdict.evaluator, kind=j.verdict.kind, passed=bool(j.verdict.passed),
-            cost_usd=j.request.cost_usd,
-        )  # fmt: skip
-        for j in outcome.joined
-    ]
-
-
 class AlertingObserver:
-    """Runs the detectors after each stored batch and delivers their notifications."""
+    """Runs the detectors over facts records and delivers their notifications."""
 
     def __init__(
         self,
@@ -116,11 +101,29 @@ class AlertingObserver:
         self._producer: AIOKafkaProducer | None = None
         self._last_save = 0.0
         self._dirty = False
+        self.owner = False
+        self.position: int | None = None  # offset of the next facts record to observe
+        self._published: set[str] = set()  # alert ids on the topic since take-over
+        self._state_time = 0  # updated_at of the newest saved state: saves go after it
 
     async def start(self, store: Store, producer: AIOKafkaProducer) -> None:
         self._store, self._producer = store, producer
+
+    async def take_over(self) -> int | None:
+        """Become the detection owner: restore what the previous owner saved. Returns the offset
+        of the next facts record to observe (None: nothing saved, start at the committed one)."""
+        store = self._store
+        assert store is not None, "start() first"
+        self.engine = DetectionEngine(self.routes, env=self.settings.env, limits=self.limits)
+        self.event_clock = EventClock(max_skew_ms=self.event_clock.max_skew_ms, idle_ms=self.event_clock.idle_ms,
+                                      primary_topic=self.settings.requests_topic)  # fmt: skip
         saved = await self.retry.run("load detector state", lambda: asyncio.to_thread(store.load_state, STATE_KEY))
         saved_clock = await self.retry.run("load event clock", lambda: asyncio.to_thread(store.load_state, CLOCK_KEY))
+        saved_position = await self.retry.run("load facts position",
+                                              lambda: asyncio.to_thread(store.load_state, POSITION_KEY))  # fmt: skip
+        self._state_time = await self.retry.run(
+            "load state time", lambda: asyncio.to_thread(store.state_time, [STATE_KEY, CLOCK_KEY, POSITION_KEY])
+        )
         wall_ms = int(self.clock() * 1000)
         if saved:
             started = time.perf_counter()
@@ -133,8 +136,13 @@ class AlertingObserver:
         if saved_clock:
             with contextlib.suppress(ValueError, TypeError, KeyError):
                 self.event_clock.restore(orjson.loads(saved_clock))
+        self.position = int(saved_position) if saved_position and saved_position.isdigit() else None
         self.event_clock.resume(self.engine.now_ms, wall_ms)
         repaired = self.event_clock.repair(wall_ms)
+        self._published = await self.retry.run(
+            "read recent alerts", lambda: published_alert_ids(self.settings, wall_ms - PUBLISHED_LOOKBACK_MS)
+        )
+        self.owner = True
         if self.engine.repair_clock(wall_ms, self.event_clock.max_skew_ms) or repaired:
             self.counters["event_clock_repairs"] += 1
             log.warning("the saved event-time clock was ahead of wall time; pulled back",
@@ -142,33 +150,50 @@ class AlertingObserver:
             await self._save()
         await self.dispatcher.start(DeliveryStore(store.client, store.db), self.retry)
         self._ticker = asyncio.ensure_future(self._tick_forever())
+        self.counters["detection_takeovers"] += 1
+        log.info("detection owner: took over", extra={"facts_position": self.position,
+                                                      "recent_alert_ids": len(self._published)})  # fmt: skip
+        return self.position
 
-    async def stop(self) -> None:
+    async def hand_over(self) -> None:
+        """Stop owning detection: save the state (with the facts position) for the next owner."""
+        if not self.owner:
+            return
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        if self._store is not None and self._dirty:
-            await self._save()
-        await self.dispatcher.stop(grace_s=5.0)  # unfinished deliveries stay pending: resumed at start
-
-    async def on_batch(self, outcome: JoinOutcome) -> None:
+            self._ticker = None
         async with self._lock:
-            wall_ms = int(self.clock() * 1000)
-            self.event_clock.observe(outcome.event_times, wall_ms)
-            requests, verdicts = request_facts(outcome), verdict_facts(outcome)
-            if not requests and not verdicts:
+            if self._store is not None and (self._dirty or self.position is not None):
+                await self._save()
+            self.owner = False
+        await self.dispatcher.stop(grace_s=5.0)  # unfinished deliveries stay pending: the next owner resumes them
+        log.info("detection owner: handed over", extra={"facts_position": self.position})
+
+    async def stop(self) -> None:
+        await self.hand_over()
+
+    async def on_facts(self, batch: FactBatch, next_position: int) -> None:
+        """Observe one facts record; ``next_position``: the offset after it (saved with the state)."""
+        async with self._lock:
+            if not self.owner:
                 return
-            if requests:
-                self.engine.observe_requests(requests)
-            if verdicts:
-                self.engine.observe_verdicts(verdicts)
+            wall_ms = int(self.clock() * 1000)
+            self.event_clock.observe(batch.event_times, wall_ms)
+            self.position = next_position
             self._dirty = True
+            if batch.requests:
+                self.engine.observe_requests(batch.requests)
+            if batch.verdicts:
+                self.engine.observe_verdicts(batch.verdicts)
             await self._evaluate(self.event_clock.tick(wall_ms))
 
     async def tick(self) -> None:
         """Evaluate at the event clock's reading when it moved without traffic (idle advance)."""
         async with self._lock:
+            if not self.owner:
+                return
             wall_ms = int(self.clock() * 1000)
             now = self.event_clock.tick(wall_ms)
             if now > self.engine.now_ms:
@@ -212,24 +237,34 @@ class AlertingObserver:
     async def deliver(self, alerts: Sequence[Alert]) -> None:
         """Topic first (the system of record for consumers), then the table, then the webhook
         outbox: each (alert, channel) is recorded in ``alert_deliveries`` before it is sent in the
-        background. A Kafka error the topic will never get over (a record too large, no
-        authorization) is logged and counted, not retried forever: the table and the outbox
-        still have the alert."""
+        background. Each sink skips the notifications it already holds (a new owner replaying
+        the facts after its predecessor's last save decides them again, with the same ids). A
+        Kafka error the topic will never get over (a record too large, no authorization) is
+        logged and counted, not retried forever: the table and the outbox still have the alert."""
         producer, store = self._producer, self._store
         assert producer is not None and store is not None
         emitted_ms = int(self.clock() * 1000)
-        await publish_alerts(producer, self.settings, alerts, emitted_ms=emitted_ms, retry=self.retry,
-                             counters=self.counters)  # fmt: skip
-        await self.retry.run("alert record", lambda: asyncio.to_thread(store.write_alerts, alerts, emitted_ms))
+        fresh = [a for a in alerts if cloudevent_id(a) not in self._published]
+        if len(fresh) < len(alerts):
+            self.counters["alerts.already_published"] += len(alerts) - len(fresh)
+        if fresh:
+            await publish_alerts(producer, self.settings, fresh, emitted_ms=emitted_ms, retry=self.retry,
+                                 counters=self.counters)  # fmt: skip
+            self._published.update(cloudevent_id(a) for a in fresh)
+        ids = [cloudevent_id(a) for a in alerts]
+        stored = await self.retry.run("alert lookup", lambda: asyncio.to_thread(store.recorded_alert_ids, ids))
+        unstored = [a for a in alerts if cloudevent_id(a) not in stored]
+        if unstored:
+            await self.retry.run("alert record", lambda: asyncio.to_thread(store.write_alerts, unstored, emitted_ms))
         await self.dispatcher.submit(alerts, emitted_ms)
-        for alert in alerts:
+        for alert in fresh:
             log.warning(
                 "alert " + alert.status,
                 extra={"alertname": alert.alertname, "route": alert.route, "model": alert.labels.get("model", ""),
                        "fingerprint": alert.fingerprint, "sequence": alert.sequence,
                        "summary": alert.annotations.get("summary", "")},
             )  # fmt: skip
-        self.sent += len(alerts)
+        self.sent += len(fresh)
 
     async def _save(self) -> None:
         store = self._store
@@ -238,9 +273,12 @@ class AlertingObserver:
         snapshot = self.engine.snapshot()  # on the loop: the engine is not thread-safe
         data = await asyncio.to_thread(encode_snapshot, snapshot)
         clock = orjson.dumps(self.event_clock.to_state()).decode()
-        now_ms = int(self.clock() * 1000)
-        await self.retry.run("save detector state", lambda: asyncio.to_thread(store.save_state, STATE_KEY, data, now_ms))
-        await self.retry.run("save event clock", lambda: asyncio.to_thread(store.save_state, CLOCK_KEY, clock, now_ms))
+        now_ms = self._state_time = max(int(self.clock() * 1000), self._state_time + 1)
+        states = {STATE_KEY: data, CLOCK_KEY: clock}
+        if self.position is not None:
+            states[POSITION_KEY] = str(self.position)
+        # One insert: the state and the position it covers are saved together or not at all.
+        await self.retry.run("save detector state", lambda: asyncio.to_thread(store.save_states, states, now_ms))
         self.save_seconds = time.perf_counter() - started
         self._last_save = self.clock()
         self._dirty = False

@@ -1,10 +1,14 @@
-"""The Faust app: topics, the two ingest agents and the worker's HTTP pages.
+"""The Faust app: the worker's three stages as one service, and its HTTP pages.
 
-This module only wires; every decision lives in the pipeline and the pure cores. Agents read
-raw bytes (Faust records are slow; DOMAIN 8), take batches with ``take_events`` so partitions
-and offsets stay visible, and await the pipeline, which returns only when the batch is
-durable. Faust acks a batch after the loop body finishes and commits acked offsets, so no
-offset is committed before ClickHouse has the rows.
+This module only wires; every decision lives in the stages, the pipeline and the pure cores.
+
+- ``TELEMETRY_INGEST_MODE=batch`` (default): the repartition stage (``repartition``) re-keys
+  both input topics by request id, the join stage (``consumer``) joins and stores its shards,
+  the detection owner (``detection``) runs the detectors over the whole group. Any number of
+  workers share the work (README, "Several workers").
+- ``agents``: two Faust agents feed the pipeline straight from the input topics, owning every
+  request id (one shard): for one worker only. Faust acks a batch after the loop body finishes
+  and commits acked offsets, so no offset is committed before ClickHouse has the rows.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from faust.web import Request, Response, View
 from telemetry.ingest.batch import RawMessage
 from telemetry.settings import Settings
 from telemetry.sql import MAX_CONCURRENT, MAX_QUEUED, SqlLimits, WriteRefused, run_read_only
+from telemetry.worker.alerting import AlertingObserver
 from telemetry.worker.consumer import BatchConsumer
+from telemetry.worker.detection import DetectionOwner
 from telemetry.worker.pipeline import Kind, Pipeline, die
+from telemetry.worker.repartition import Repartitioner
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +102,8 @@ def _exit_if_failed(task: asyncio.Future[None]) -> None:
         die("ingest loop failed", exc)
 
 
-def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
-    """Build the Faust app for ``settings``; ``pipeline`` does the work."""
+def create_app(settings: Settings, pipeline: Pipeline, observer: AlertingObserver) -> faust.App:
+    """Build the Faust app for ``settings``; ``pipeline`` joins and stores, ``observer`` detects."""
     # In batch mode the ingest consumer owns TELEMETRY_CONSUMER_GROUP; Faust's own consumer
     # (which subscribes to nothing then) must not join that group with its own protocol.
     app_id = settings.consumer_group if settings.ingest_mode == "agents" else f"{settings.consumer_group}.app"
@@ -139,34 +146,46 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
         ingest.__name__ = f"ingest_{kind}"
         app.agent(topic, name=f"ingest-{kind}")(ingest)
 
+    repartitioner: Repartitioner | None = None
     consumer: BatchConsumer | None = None
     if settings.ingest_mode == "agents":
         agent_for("requests", settings.requests_topic)
         agent_for("verdicts", settings.verdicts_topic)
     else:
+        repartitioner = Repartitioner(settings, pipeline.retry, pipeline.shards)
         consumer = BatchConsumer(settings, pipeline)
+    detection = DetectionOwner(settings, observer, pipeline.retry)
+    stages: list[Repartitioner | BatchConsumer | DetectionOwner] = [
+        stage for stage in (repartitioner, consumer, detection) if stage is not None
+    ]
 
     @app.service
     class PipelineService(faust.Service):
-        """Starts the pipeline (and the batch consumer) with the app; on stop, lets the batch in
-        flight finish and commit before the pipeline's producer closes."""
+        """Starts the pipeline and the stages with the app; on stop, stops them upstream first:
+        the repartition stage, then the join stage (its batch in flight is completed and
+        committed), then the detection owner (it hands its state over)."""
 
-        _ingest: asyncio.Future[None] | None = None
+        _stage_tasks: list[asyncio.Future[None]] = []
 
         async def on_start(self) -> None:
             await pipeline.start()
+            assert pipeline.store is not None and pipeline.producer is not None
+            await observer.start(pipeline.store, pipeline.producer)
+            if settings.ingest_mode == "agents":
+                await pipeline.adopt({0})
             gc.freeze()  # the join cache loaded at start need not be scanned by every collection
-            if consumer is not None:
-                self._ingest = asyncio.ensure_future(consumer.run())
-                self._ingest.add_done_callback(_exit_if_failed)
+            for stage in stages:
+                task = asyncio.ensure_future(stage.run())
+                task.add_done_callback(_exit_if_failed)
+                self._stage_tasks.append(task)
 
         async def on_stop(self) -> None:
-            if consumer is not None and self._ingest is not None:
-                await consumer.stop()
+            for stage, task in zip(stages, self._stage_tasks, strict=False):
+                await stage.stop()
                 try:
-                    await asyncio.wait_for(asyncio.shield(self._ingest), timeout=60)
+                    await asyncio.wait_for(asyncio.shield(task), timeout=60)
                 except (asyncio.TimeoutError, asyncio.CancelledError):
-                    die("ingest did not stop within 60 s")
+                    die(f"{type(stage).__name__} did not stop within 60 s")
             await pipeline.stop()
 
     @app.page("/telemetry/health/")
@@ -186,11 +205,14 @@ def create_app(settings: Settings, pipeline: Pipeline) -> faust.App:
             join = pipeline.join
             return self.json({
                 "ready": pipeline.ready,
-                "counters": {**pipeline.counters, **{k: v for o in pipeline.observers for k, v in getattr(o, "counters", {}).items()}},
+                "counters": {**pipeline.counters, **observer.counters,
+                             **(repartitioner.counters if repartitioner is not None else {})},
+                "detection_owner": observer.owner,
+                "shards": sorted(pipeline.join.owned),
                 "infrastructure_retries": pipeline.retry.retries,
                 "stage_seconds": {k: round(v, 6) for k, v in pipeline.seconds.items()},
-                "cached_requests": join.cached_requests if join else 0,
-                "parked_verdicts": join.parked_verdicts if join else 0,
+                "cached_requests": join.cached_requests,
+                "parked_verdicts": join.parked_verdicts,
             })  # fmt: skip
 
     # Analyst SQL has threads of its own: a slow statement never takes one the ingest path needs.

@@ -1,21 +1,24 @@
-"""The batch consumer: reads both topics in batches and commits only what the pipeline stored.
+"""Stage 2 of the worker: the join consumer. Reads the shard topics in batches and commits only
+what the pipeline made durable.
 
-Why not Faust agents for ingest: measured on this machine (BENCHMARKS.md), a Faust stream
-spends ~45 us of framework work per event (a Message, an Event, a channel hop and an ack per
-record) and held the worker near 6,000 events/s. This consumer takes whole fetches from
-aiokafka (``getmany``), hands them to the same pipeline, and commits the batch's next offsets
-after the pipeline returned, so the guarantees are unchanged: no offset is committed before
-ClickHouse has the rows; a crash or rebalance redelivers at most the uncommitted batch, which
-the idempotent writes absorb. It runs as a service of the Faust app (``TELEMETRY_INGEST_MODE``
-``batch``, the default); ``agents`` keeps the Faust agents.
+It consumes ``<prefix>internal.requests`` and ``<prefix>internal.verdicts`` (written by the
+repartition stage, ``telemetry.worker.repartition``) in the group ``<TELEMETRY_CONSUMER_GROUP>.join``
+with a range assignment: partition ``s`` of both topics (shard ``s``) goes to the same worker,
+which owns that shard's join state. On assignment the pipeline loads the shards' states from
+ClickHouse; on revocation the batch in flight is finished and committed first, then the states
+are dropped, so a shard's next owner starts exactly where this one stopped.
+
+Why a batch consumer and not Faust agents: measured on this machine (BENCHMARKS.md), a Faust
+stream spends ~45 us of framework work per event and held the worker near 6,000 events/s.
+This consumer takes whole fetches from aiokafka (``getmany``), unpacks the bundles, hands them
+to the pipeline and commits after the batch is durable (``telemetry.worker.durability``).
 
 Event-time alignment: when both topics have a backlog (a cold start, a catch-up after an
 outage), verdicts would race ahead of their requests and be parked (then looked up and joined
 later, at a cost). The consumer pauses the verdict partitions while the verdicts it has read
 are more than ``ALIGN_SLACK_MS`` of event time ahead of the requests it has read and the
 requests topic still has a backlog, and resumes them once the requests caught up (or have no
-backlog). Pausing only delays; nothing is skipped. Live traffic never pauses: a verdict's time
-is its judging time, which is not ahead of the requests being read.
+backlog). Pausing only delays; nothing is skipped.
 """
 
 from __future__ import annotations
@@ -25,14 +28,18 @@ import logging
 import time
 from collections.abc import Sequence
 
+from collections.abc import Mapping
+
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from telemetry.ingest import bundle
 from telemetry.ingest.batch import RawMessage
 from telemetry.retry import RetryPolicy
 from telemetry.settings import Settings
-from telemetry.ingest.join import JoinOutcome
+from telemetry.worker.durability import PreparedBatch
 from telemetry.worker.kafka_errors import is_transient_kafka_error
 from telemetry.worker.pipeline import Pipeline, die
 
@@ -41,19 +48,43 @@ log = logging.getLogger(__name__)
 ALIGN_SLACK_MS = 60_000
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    """Logs assignment changes. Called inside ``getmany``, so no batch is in flight then."""
+MAX_POLL_INTERVAL_MS = 30 * 60 * 1000
+"""A batch waiting for ClickHouse (an outage) keeps its shards this long before the group
+gives them to another worker: long enough that an outage does not move shards around."""
+
+
+class _Ownership(ConsumerRebalanceListener):
+    """Shard ownership follows the assignment. Runs in aiokafka's coordinator task."""
+
+    def __init__(self, stage: BatchConsumer) -> None:
+        self.stage = stage
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        stage = self.stage
+        try:
+            async with stage.busy:  # the batch being prepared is completed, then the one in flight
+                await stage.drain()
+                stage.pipeline.release(stage.pipeline.join.owned)
+        except Exception as exc:  # aiokafka would log and go on: the shards' state would be wrong
+            die("handing join shards over failed", exc)
         if revoked:
-            log.info("partitions revoked", extra={"partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked)})
+            log.info("shards revoked", extra={"partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked)})
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        log.info("partitions assigned", extra={"partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)})
+        stage = self.stage
+        shards = {tp.partition for tp in assigned if tp.topic == stage.settings.shard_requests_topic}
+        verdict_shards = {tp.partition for tp in assigned if tp.topic == stage.settings.shard_verdicts_topic}
+        if shards != verdict_shards:  # cannot happen with a range assignment over co-partitioned topics
+            die(f"join shards not co-assigned: requests {sorted(shards)}, verdicts {sorted(verdict_shards)}")
+        try:
+            await stage.pipeline.adopt(shards)
+        except Exception as exc:  # aiokafka would log and go on without the shards' state
+            die("taking join shards over failed", exc)
+        log.info("shards assigned", extra={"shards": sorted(shards)})
 
 
 class BatchConsumer:
-    """Consume ``<prefix>requests`` and ``<prefix>verdicts`` in batches into ``pipeline``."""
+    """Consume the shard topics in batches into ``pipeline``."""
 
     def __init__(self, settings: Settings, pipeline: Pipeline) -> None:
         self.settings = settings
@@ -62,6 +93,7 @@ class BatchConsumer:
         self.verdicts_paused_at_ms: int | None = None
         self._stopping = asyncio.Event()
         self._inflight: asyncio.Future[None] | None = None
+        self.busy = asyncio.Lock()
         # Only transient errors are retried (kafka_errors): CommitFailedError, authorization and
         # the like would fail forever.
         self._commit_retry = RetryPolicy(is_transient=is_transient_kafka_error)
@@ -70,13 +102,17 @@ class BatchConsumer:
         s = self.settings
         return AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap,
-            group_id=s.consumer_group,
+            group_id=s.join_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=s.batch_size,
-            fetch_max_bytes=16 * 1024 * 1024,
-            max_partition_fetch_bytes=2 * 1024 * 1024,
+            max_poll_records=64,  # bundles: each holds up to 1 MiB of messages
+            fetch_max_bytes=32 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
             isolation_level="read_committed",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            session_timeout_ms=int(s.kafka_session_timeout * 1000),
+            heartbeat_interval_ms=max(1000, int(s.kafka_session_timeout * 1000) // 4),
+            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
             **s.kafka_client_options(),
         )
 
@@ -86,14 +122,15 @@ class BatchConsumer:
         await self.pipeline.wait_ready()
         self.consumer = consumer = self._new_consumer()
         await self.pipeline.retry.run("kafka consumer start", consumer.start)
-        consumer.subscribe([s.requests_topic, s.verdicts_topic], listener=_Rebalance())
+        consumer.subscribe([s.shard_requests_topic, s.shard_verdicts_topic], listener=_Ownership(self))
         try:
             while not self._stopping.is_set():
                 records = await self._fill_batch(consumer)
-                if records:
-                    await self._process(consumer, records)
-                else:
-                    await self.drain()
+                async with self.busy:
+                    if records:
+                        await self._process(consumer, records)
+                    else:
+                        await self.drain()
                 await self._align(consumer)
             await self.drain()
         finally:
@@ -103,44 +140,53 @@ class BatchConsumer:
         self._stopping.set()
 
     async def _fill_batch(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Up to ``batch_size`` records, waiting at most ``batch_seconds`` for them."""
+        """Bundles holding up to about ``batch_size`` messages, waiting at most ``batch_seconds``."""
         s = self.settings
         deadline = time.monotonic() + s.batch_seconds
         batch: dict[TopicPartition, list[ConsumerRecord]] = {}
-        count = 0
-        while count < s.batch_size and not self._stopping.is_set():
+        approx = 0
+        while approx < s.batch_size and not self._stopping.is_set():
             left_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
-            fetched = await consumer.getmany(timeout_ms=left_ms, max_records=s.batch_size - count)
+            fetched = await consumer.getmany(timeout_ms=left_ms, max_records=64)
             for tp, records in fetched.items():
                 batch.setdefault(tp, []).extend(records)
-                count += len(records)
-            if left_ms == 0 or (not fetched and count):
+                approx += sum(max(1, len(r.value or b"") // 400) for r in records)
+            if left_ms == 0 or (not fetched and batch):
                 break
         return batch
 
     async def _process(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Prepare one batch (only the shards still owned: a revocation may have come between
+        the fetch and here), then hand it to the completion task after the previous one."""
         s = self.settings
+        owned = self.pipeline.join.owned
         requests: list[RawMessage] = []
         verdicts: list[RawMessage] = []
+        offsets: dict[TopicPartition, int] = {}
         for tp, records in batch.items():
-            target = requests if tp.topic == s.requests_topic else verdicts
-            target.extend(RawMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records)
+            if tp.partition not in owned or not records:
+                continue
+            target = requests if tp.topic == s.shard_requests_topic else verdicts
+            for r in records:
+                try:
+                    target.extend(bundle.decode(r.value, tp.partition))
+                except bundle.BundleError as exc:  # not ours: a bug or a foreign writer
+                    self.pipeline.counters["foreign_records"] += 1
+                    log.error("record of the shard topic is not a bundle; skipped",
+                              extra={"topic": tp.topic, "partition": tp.partition, "offset": r.offset,
+                                     "error": str(exc)})  # fmt: skip
+            offsets[tp] = records[-1].offset + 1
+        if not offsets:
+            return
+        prepared = PreparedBatch(offsets=offsets)
         # Requests first: a verdict and its request in one batch join without parking.
-        outcomes = []
         for kind, messages in (("requests", requests), ("verdicts", verdicts)):
             if messages:
-                outcomes.append(await self.pipeline.prepare(kind, messages))  # type: ignore[arg-type]
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
-        # Two-stage pipeline: this batch was prepared while the previous one was stored; now
-        # wait for that one (stored, observed, committed) before this one is stored.
+                self.pipeline.add(prepared, *await self.pipeline.prepare(kind, messages))  # type: ignore[arg-type]
+        # Two-stage pipeline: this batch was prepared while the previous one was completed; now
+        # wait for that one (durable and committed) before this one is completed.
         await self.drain()
-        self._inflight = asyncio.ensure_future(self._store_and_commit(consumer, outcomes, offsets))
-
-    async def _store_and_commit(self, consumer: AIOKafkaConsumer, outcomes: list[JoinOutcome],
-                                offsets: dict[TopicPartition, int]) -> None:  # fmt: skip
-        for outcome in outcomes:
-            await self.pipeline.complete(outcome)
-        await self._commit(consumer, offsets)
+        self._inflight = asyncio.ensure_future(self.pipeline.complete(prepared, lambda o: self._commit(consumer, o)))
 
     async def drain(self) -> None:
         """Wait until the batch in flight is stored and committed. A failure there is a bug:
@@ -155,7 +201,7 @@ class BatchConsumer:
         except Exception as exc:
             die("storing a batch failed", exc)
 
-    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int]) -> None:
         # A rebalance while the batch was stored may have revoked some of its partitions: their
         # new owner re-reads them; committing them would raise IllegalStateError forever.
         assigned = consumer.assignment()
@@ -172,7 +218,7 @@ class BatchConsumer:
     async def _requests_backlog(self, consumer: AIOKafkaConsumer) -> bool:
         """True when some assigned requests partition has records not yet returned to us."""
         for tp in consumer.assignment():
-            if tp.topic != self.settings.requests_topic:
+            if tp.topic != self.settings.shard_requests_topic:
                 continue
             high = consumer.highwater(tp)
             if high is not None and await consumer.position(tp) < high:
@@ -180,7 +226,7 @@ class BatchConsumer:
         return False
 
     async def _align(self, consumer: AIOKafkaConsumer) -> None:
-        verdict_tps = [tp for tp in consumer.assignment() if tp.topic == self.settings.verdicts_topic]
+        verdict_tps = [tp for tp in consumer.assignment() if tp.topic == self.settings.shard_verdicts_topic]
         if not verdict_tps:
             return
         clocks = self.pipeline

@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from telemetry.errors import ConfigError
 from telemetry.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,35 @@ def new_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
+INTERNAL_MAX_BYTES = 8 * 1024 * 1024
+"""``max.message.bytes`` of the internal topics: a bundle of input messages (``telemetry.ingest.bundle``)
+is cut at 1 MiB, but one input message of the input topics' own limit must always fit."""
+
+
+class TopologyError(ConfigError):
+    """The internal topics exist with a layout the join cannot be exact on."""
+
+
+def _topics(settings: Settings) -> list[NewTopic]:
+    plain = dict(num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication_factor)
+    internal = {"max.message.bytes": str(INTERNAL_MAX_BYTES)}
+    return [
+        NewTopic(name=settings.requests_topic, **plain),
+        NewTopic(name=settings.verdicts_topic, **plain),
+        NewTopic(name=settings.deadletter_topic, **plain),
+        NewTopic(name=settings.alerts_topic, **plain),
+        NewTopic(name=settings.shard_requests_topic, **plain, topic_configs=internal),
+        NewTopic(name=settings.shard_verdicts_topic, **plain, topic_configs=internal),
+        NewTopic(name=settings.facts_topic, num_partitions=1, replication_factor=settings.topic_replication_factor,
+                 topic_configs=internal),
+    ]  # fmt: skip
+
+
 async def ensure_topics(settings: Settings, names: Sequence[str] | None = None) -> list[str]:
-    """Create the product's topics when missing; return those created. Raises aiokafka errors
-    when the broker cannot be reached."""
-    wanted = list(names or [settings.requests_topic, settings.verdicts_topic,
-                            settings.deadletter_topic, settings.alerts_topic])  # fmt: skip
+    """Create the product's topics when missing (input, output and internal; or only ``names``);
+    return those created. Raises aiokafka errors when the broker cannot be reached."""
+    specs = {t.name: t for t in _topics(settings)}
+    wanted = list(names or specs)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
     await admin.start()
     try:
@@ -40,13 +65,35 @@ async def ensure_topics(settings: Settings, names: Sequence[str] | None = None) 
         missing = [t for t in wanted if t not in existing]
         if not missing:
             return []
+        plain = dict(num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication_factor)
         try:
-            await admin.create_topics(
-                [NewTopic(name=t, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication_factor) for t in missing]
-            )
+            await admin.create_topics([specs.get(t) or NewTopic(name=t, **plain) for t in missing])
         except TopicAlreadyExistsError:
             pass
         log.info("topics created", extra={"topics": missing})
         return missing
     finally:
         await admin.close()
+
+
+async def shard_count(settings: Settings) -> int:
+    """The number of join shards: the partitions of the internal requests topic. Raises
+    TopologyError unless the internal verdicts topic has as many (co-partitioned) and the
+    facts topic has exactly one (one detection owner)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
+    await admin.start()
+    try:
+        topics = [settings.shard_requests_topic, settings.shard_verdicts_topic, settings.facts_topic]
+        described = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(topics)}
+    finally:
+        await admin.close()
+    requests, verdicts, facts = (described.get(t, 0) for t in topics)
+    if requests < 1 or requests != verdicts:
+        raise TopologyError(
+            f"{settings.shard_requests_topic} has {requests} partitions and {settings.shard_verdicts_topic} has "
+            f"{verdicts}: they must have the same number (both are keyed by request id and joined shard by shard)"
+        )
+    if facts != 1:
+        raise TopologyError(f"{settings.facts_topic} must have exactly 1 partition (it has {facts}): one worker at a "
+                            "time runs the detectors over the facts of the whole group")  # fmt: skip
+    return requests

@@ -1,4 +1,4 @@
-"""``telemetry worker``: create topics, build the pipeline and observers, run the Faust worker."""
+"""``telemetry worker``: create topics, build the pipeline and the detection observer, run the Faust worker."""
 
 from __future__ import annotations
 
@@ -30,15 +30,18 @@ def build_worker(settings: Settings, *, loglevel: str = "info") -> Any:
     """The Faust worker for ``settings`` (not started). Raises aiokafka errors if the broker is down."""
     import faust
 
+    from telemetry.routes import RoutesConfig
+    from telemetry.worker.alerting import AlertingObserver
     from telemetry.worker.app import create_app
-    from telemetry.worker.kafka_out import ensure_topics
-    from telemetry.worker.observers import build_observers
+    from telemetry.worker.kafka_out import ensure_topics, shard_count
     from telemetry.worker.pipeline import Pipeline
 
+    routes = RoutesConfig.load(settings.routes_file)  # a bad routes file stops the worker before any I/O
     asyncio.run(ensure_topics(settings))
-    pipeline = Pipeline(settings)
-    pipeline.observers.extend(build_observers(settings, pipeline.retry))
-    app = create_app(settings, pipeline)
+    shards = asyncio.run(shard_count(settings)) if settings.ingest_mode == "batch" else 1
+    pipeline = Pipeline(settings, shards=shards)
+    observer = AlertingObserver(settings, routes, pipeline.retry)
+    app = create_app(settings, pipeline, observer)
     return faust.Worker(
         app,
         loglevel=loglevel,

@@ -1,9 +1,14 @@
-"""The ingest pipeline: the imperative shell that runs one batch from Kafka to ClickHouse.
+"""The join stage's pipeline: the imperative shell that runs one batch from Kafka to ClickHouse.
 
-For each batch, under one lock shared by the request and verdict agents:
-decode and price (pure) -> look up what the join cache cannot decide -> join (pure) ->
-dead letters to Kafka and ClickHouse -> rows to ClickHouse -> observers (detectors).
-Only when this returns does the Faust agent let the batch's offsets be acked and committed.
+``prepare``: decode and price (pure) -> look up what the join cache cannot decide -> join
+(pure, per owned shard). ``complete``: the batch's effects in the one order of
+:mod:`telemetry.worker.durability` (dead letters, rows, facts, offsets). The consumer prepares
+batch k+1 while batch k is being completed; the Faust agents (``TELEMETRY_INGEST_MODE=agents``)
+call :meth:`Pipeline.handle`, which does both and lets Faust commit afterwards.
+
+The join cache is per shard (``telemetry.ingest.join.ShardedJoin``): :meth:`Pipeline.adopt`
+loads a shard's state from ClickHouse when the consumer is assigned it, :meth:`Pipeline.release`
+drops it when the shard is revoked.
 
 Infrastructure failures are retried with back-off until they succeed (the stream waits);
 bad input is dead-lettered; anything else is a bug, and the process exits *without*
@@ -17,22 +22,25 @@ import logging
 import os
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Literal
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from telemetry.contracts.verdict import VerdictEvent
+from telemetry.detect import factlog
 from telemetry.ingest.batch import DecodedBatch, RawMessage, decode_requests, decode_verdicts
 from telemetry.ingest.deadletter import DeadLetter
-from telemetry.ingest.join import JoinOutcome, JoinState
+from telemetry.ingest.facts import request_facts, verdict_facts
+from telemetry.ingest.join import JoinOutcome, ShardedJoin
 from telemetry.pricing import PriceBook
 from telemetry.retry import RetryPolicy
 from telemetry.settings import Settings
 from telemetry.storage.clickhouse import connect, is_transient
 from telemetry.storage.migrate import migrate
 from telemetry.storage.store import Store
+from telemetry.worker.durability import PreparedBatch, make_durable
 from telemetry.worker.kafka_errors import is_transient_kafka_error, publish_dead_letters
 
 log = logging.getLogger(__name__)
@@ -41,12 +49,7 @@ Kind = Literal["requests", "verdicts"]
 EXIT_UNSAFE = 70
 
 
-class BatchObserver(Protocol):
-    """Sees every batch's outcome after it is stored (the detectors)."""
-
-    async def start(self, store: Store, producer: AIOKafkaProducer) -> None: ...
-    async def on_batch(self, outcome: JoinOutcome) -> None: ...
-    async def stop(self) -> None: ...
+Commit = Callable[[Mapping[TopicPartition, int]], Awaitable[None]]
 
 
 def _transient(exc: BaseException) -> bool:
@@ -63,17 +66,13 @@ def die(reason: str, exc: BaseException | None = None) -> None:
 
 
 class Pipeline:
-    """Owns the ClickHouse store, the join cache, the price book and the dead-letter producer."""
+    """Owns the ClickHouse store, the per-shard join caches, the price book and the producer
+    of dead letters and facts. ``shards``: how many join shards there are (the partitions of
+    the internal topics; 1 when one process consumes the input topics directly)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        observers: Sequence[BatchObserver] = (),
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, settings: Settings, *, shards: int = 1, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
-        self.observers = list(observers)
+        self.shards = shards
         self.clock = clock
         self.retry = RetryPolicy(is_transient=_transient)
         self.counters: Counter[str] = Counter()
@@ -84,7 +83,7 @@ class Pipeline:
         self._lock = asyncio.Lock()
         self._ready = asyncio.Event()
         self.store: Store | None = None
-        self.join: JoinState | None = None
+        self.join = ShardedJoin(shards)
         self.prices: PriceBook | None = None
         self.producer: AIOKafkaProducer | None = None
 
@@ -93,7 +92,7 @@ class Pipeline:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Connect, migrate, rebuild the join cache from ClickHouse, start the producer."""
+        """Connect, migrate, start the producer. The join caches are loaded per shard (adopt)."""
         s = self.settings
         self.prices = PriceBook(s.prices_file)
         client = await self.retry.run("clickhouse connect", lambda: asyncio.to_thread(connect, s.resolved_clickhouse_dsn))
@@ -101,25 +100,12 @@ class Pipeline:
         self.store = Store(client, s.clickhouse_database)
         if s.is_embedded_clickhouse:
             await asyncio.to_thread(self._repair_aggregates)
-        horizon_ms = int(s.join_horizon_hours * 3_600_000)
-        state, unjoined = await self.retry.run(
-            "load join state",
-            lambda: asyncio.to_thread(self.store.load_join_state, horizon_ms=horizon_ms, capacity=s.join_cache_size),  # type: ignore[union-attr]
-        )
-        self.join = state
         self.producer = new_producer_for(s)
         await self.retry.run("kafka producer start", self.producer.start)
-        if unjoined:
-            await self._replay_unjoined(unjoined)
-        for observer in self.observers:
-            await observer.start(self.store, self.producer)
-        log.info("pipeline ready", extra={"cached_requests": state.cached_requests,
-                                          "parked_verdicts": state.parked_verdicts})  # fmt: skip
+        log.info("pipeline ready", extra={"shards": self.shards})
         self._ready.set()
 
     async def stop(self) -> None:
-        for observer in self.observers:
-            await observer.stop()
         if self.producer is not None:
             await self.producer.stop()
 
@@ -139,20 +125,54 @@ class Pipeline:
             self.store.rebuild_aggregates()
             self.counters["aggregate_rebuilds"] += 1
 
+    # -- shard ownership ----------------------------------------------------------------------
+    async def adopt(self, shards: Collection[int]) -> None:
+        """Take over ``shards``: load their join caches from ClickHouse (what their previous
+        owners stored), then join the parked verdicts whose request is stored by now."""
+        new = sorted(set(shards) - self.join.owned)
+        if not new:
+            return
+        await self._ready.wait()
+        store, s = self.store, self.settings
+        assert store is not None
+        started = time.perf_counter()
+        horizon_ms = int(s.join_horizon_hours * 3_600_000)
+        states, unjoined = await self.retry.run(
+            "load join state",
+            lambda: asyncio.to_thread(store.load_join_state, horizon_ms=horizon_ms, capacity=s.join_cache_size,
+                                      shards=self.shards, owned=new),  # fmt: skip
+        )
+        for shard, state in states.items():
+            self.join.adopt(shard, state)
+        self.counters["shards_adopted"] += len(new)
+        if unjoined:
+            await self._replay_unjoined(unjoined)
+        log.info("join shards adopted", extra={"shards": new, "cached_requests": sum(x.cached_requests for x in states.values()),
+                                               "seconds": round(time.perf_counter() - started, 3)})  # fmt: skip
+
+    def release(self, shards: Collection[int]) -> None:
+        """Forget the caches of revoked shards (their next owner loads them from storage)."""
+        for shard in shards:
+            self.join.release(shard)
+        if shards:
+            self.counters["shards_released"] += len(shards)
+            log.info("join shards released", extra={"shards": sorted(shards)})
+
     async def _replay_unjoined(self, unjoined: list[VerdictEvent]) -> None:
         """Verdicts parked before a stop whose request is stored by now are joined here."""
-        assert self.store is not None and self.join is not None
+        store = self.store
+        assert store is not None
         ids = {v.request_id for v in unjoined}
-        found = await self.retry.run("lookup", lambda: asyncio.to_thread(self.store.lookup, ids))  # type: ignore[union-attr]
+        found = await self.retry.run("lookup", lambda: asyncio.to_thread(store.lookup, ids))
         outcome = self.join.apply([], unjoined, found)
         outcome.parked.clear()  # already stored as parked
         if outcome.joined:
-            await self._write(outcome)
-            await self._observe(outcome)
+            await self.complete(PreparedBatch([outcome]))
 
     # -- the batch ------------------------------------------------------------------------------
     async def handle(self, kind: Kind, messages: Sequence[RawMessage]) -> None:
-        """Process one batch to completion. Returns only when its effects are durable."""
+        """Process one batch to completion (the Faust agents' path). Returns only when its
+        effects are durable; Faust commits the offsets afterwards."""
         if not messages:
             return
         await self._ready.wait()
@@ -171,25 +191,33 @@ class Pipeline:
                 die(f"unexpected error in {kind} batch", exc)
 
     async def _handle(self, kind: Kind, messages: Sequence[RawMessage]) -> None:
-        await self.complete(await self.prepare(kind, messages))
+        batch = PreparedBatch()
+        self.add(batch, *await self.prepare(kind, messages))
+        await self.complete(batch)
 
-    async def prepare(self, kind: Kind, messages: Sequence[RawMessage]) -> JoinOutcome:
-        """Decode, price, dead-letter and join one batch. The outcome is not stored yet.
+    @staticmethod
+    def add(batch: PreparedBatch, outcome: JoinOutcome, dead: list[DeadLetter]) -> None:
+        batch.outcomes.append(outcome)
+        batch.dead += dead
+
+    async def prepare(self, kind: Kind, messages: Sequence[RawMessage]) -> tuple[JoinOutcome, list[DeadLetter]]:
+        """Decode, price and join one batch of one kind: its outcome and its dead letters,
+        not durable yet.
 
         Batches must be prepared in consumption order and completed in the same order; a
-        batch may be prepared while the previous one is being stored (the join cache already
+        batch may be prepared while the previous one is being completed (the join cache already
         holds that batch, and every id it looks up in storage was stored earlier)."""
-        assert self.prices is not None and self.join is not None and self.store is not None
+        assert self.prices is not None and self.store is not None
         now_ms = self.now_ms()
         max_bytes = self.settings.max_message_bytes
         max_future_ms = int(self.settings.max_future_skew * 1000)
         timer = StageTimer(self.seconds)
         if kind == "requests":
             decoded = await asyncio.to_thread(decode_requests, messages, self.prices, max_bytes=max_bytes, now_ms=now_ms,
-                                              max_future_ms=max_future_ms)  # fmt: skip
+                                              max_future_ms=max_future_ms, shards=self.shards)  # fmt: skip
         else:
             decoded = await asyncio.to_thread(decode_verdicts, messages, max_bytes=max_bytes, now_ms=now_ms,
-                                              max_future_ms=max_future_ms)  # fmt: skip
+                                              max_future_ms=max_future_ms, shards=self.shards)  # fmt: skip
         timer.lap("decode_validate_price")
         self.counters[f"{kind}_messages"] += len(messages)
         newest = max(decoded.event_times.values(), default=0)  # the batch is of one kind
@@ -197,21 +225,14 @@ class Pipeline:
             self.requests_clock_ms = max(self.requests_clock_ms, newest)
         else:
             self.verdicts_clock_ms = max(self.verdicts_clock_ms, newest)
-        if decoded.dead:
-            await self._dead_letter(decoded.dead)
-            timer.lap("dead_letter")
         outcome = await self._join(decoded, timer)
         outcome.event_times = decoded.event_times
-        return outcome
+        return outcome, decoded.dead
 
-    async def complete(self, outcome: JoinOutcome) -> None:
-        """Store a prepared batch (retrying until ClickHouse has it), then run the observers."""
-        timer = StageTimer(self.seconds)
-        await self._write(outcome)
-        timer.lap("insert")
-        self._count(outcome)
-        await self._observe(outcome)
-        timer.lap("detect_alert")
+    async def complete(self, batch: PreparedBatch, commit: Commit | None = None) -> None:
+        """Make ``batch`` durable in the one order (``telemetry.worker.durability``); ``commit``
+        commits its offsets last (None: the caller commits, as Faust does)."""
+        await make_durable(batch, _Effects(self, commit))
 
     async def _join(self, decoded: DecodedBatch, timer: StageTimer) -> JoinOutcome:
         join, store = self.join, self.store
@@ -262,13 +283,54 @@ class Pipeline:
         c["duplicate_verdicts"] += outcome.duplicate_verdicts
         c["batches"] += 1
 
-    async def _observe(self, outcome: JoinOutcome) -> None:
-        for observer in self.observers:
-            try:
-                await observer.on_batch(outcome)
-            except Exception:  # detectors must never stop ingest
-                self.counters["observer_errors"] += 1
-                log.exception("batch observer failed", extra={"observer": type(observer).__name__})
+    async def _publish_facts(self, outcome: JoinOutcome) -> None:
+        """The stored batch's facts to the detection owner (``<prefix>internal.facts``). A
+        record the topic refuses for good is logged and counted, never retried forever."""
+        producer = self.producer
+        assert producer is not None
+        records = factlog.encode(request_facts(outcome), verdict_facts(outcome), outcome.event_times)
+        if not records:
+            return
+        topic = self.settings.facts_topic
+
+        async def send_all() -> None:
+            futures = [await producer.send(topic, record, partition=0) for record in records]
+            await asyncio.gather(*futures)
+
+        try:
+            await self.retry.run("publish facts", send_all)
+        except KafkaError as exc:
+            self.counters["facts.publish_failed"] += 1
+            log.error("facts could not be published; the detectors miss this batch (the tables have it)",
+                      extra={"error": type(exc).__name__, "records": len(records)})  # fmt: skip
+            return
+        self.counters["facts.records"] += len(records)
+
+
+class _Effects:
+    """The pipeline's ports of :class:`telemetry.worker.durability.BatchEffects`."""
+
+    def __init__(self, pipeline: Pipeline, commit: Commit | None) -> None:
+        self.pipeline = pipeline
+        self.commit = commit
+
+    async def dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        await self.pipeline._dead_letter(list(letters))
+
+    async def rows(self, outcome: JoinOutcome) -> None:
+        timer = StageTimer(self.pipeline.seconds)
+        await self.pipeline._write(outcome)
+        self.pipeline._count(outcome)
+        timer.lap("insert")
+
+    async def facts(self, outcome: JoinOutcome) -> None:
+        timer = StageTimer(self.pipeline.seconds)
+        await self.pipeline._publish_facts(outcome)
+        timer.lap("facts")
+
+    async def offsets(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if self.commit is not None:
+            await self.commit(offsets)
 
 
 class StageTimer:

@@ -1,0 +1,159 @@
+"""Stage 1 of the worker: re-key both input topics by request id (the join's co-partitioning).
+
+Consumes ``<prefix>requests`` and ``<prefix>verdicts`` in the group ``TELEMETRY_CONSUMER_GROUP``
+and forwards every message, bytes untouched and with its original coordinates, to the shard
+that owns its request id (:func:`telemetry.ingest.shard.routing_id`): shard ``s`` is partition
+``s`` of ``<prefix>internal.requests`` / ``<prefix>internal.verdicts``. The messages of one batch
+for one shard travel as one bundle record (``telemetry.ingest.bundle``), so the extra hop costs
+a few produce calls per batch, not one per event.
+
+At least once, by design: the input offsets are committed only after every bundle of the batch
+is acknowledged by the broker (acks=all); a crash in between forwards the batch again, and the
+join stage recognises every repeated request and verdict by its id (and every repeated dead
+letter by its original coordinates). Nothing here decodes beyond finding the id: validation,
+dead letters and pricing stay in the join stage, one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from telemetry.ingest import bundle
+from telemetry.ingest.bundle import Forward
+from telemetry.ingest.shard import Kind, routing_id, shard_of
+from telemetry.retry import RetryPolicy
+from telemetry.settings import Settings
+from telemetry.worker.kafka_errors import is_transient_kafka_error
+from telemetry.worker.kafka_out import INTERNAL_MAX_BYTES, new_producer
+
+log = logging.getLogger(__name__)
+
+BUNDLE_BYTES = 1024 * 1024
+"""Bundles are cut at this size (one larger message travels alone, up to the topic's limit)."""
+
+
+def forwards(kind: Kind, records: Sequence[ConsumerRecord], shards: int) -> list[Forward]:
+    """Where each input record goes. Pure. A message without a readable id (it will be a dead
+    letter) goes to a shard picked by its offset, so a flood of them spreads over the shards."""
+    out = []
+    for r in records:
+        rid = routing_id(kind, r.value)
+        shard = shard_of(rid, shards) if rid is not None else r.offset % shards
+        out.append(Forward(shard, r.topic, r.partition, r.offset, r.timestamp or 0, r.key, r.value))
+    return out
+
+
+class _DrainOnRevoke(ConsumerRebalanceListener):
+    def __init__(self, stage: Repartitioner) -> None:
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        # Let the batch in hand be forwarded and committed: its partitions' new owner then
+        # starts after it, so nothing is forwarded twice in a clean rebalance.
+        async with self.stage.busy:
+            pass
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        log.info("input partitions assigned", extra={"stage": "repartition", "partitions": len(assigned)})
+
+
+class Repartitioner:
+    """Forward ``<prefix>requests`` / ``<prefix>verdicts`` to the internal shard topics."""
+
+    def __init__(self, settings: Settings, retry: RetryPolicy, shards: int) -> None:
+        self.settings = settings
+        self.retry = retry
+        self.shards = shards
+        self.busy = asyncio.Lock()
+        self.counters: Counter[str] = Counter()
+        self._stopping = asyncio.Event()
+        self._commit_retry = RetryPolicy(is_transient=is_transient_kafka_error)
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+
+    def _topic_of(self, kind: Kind) -> str:
+        s = self.settings
+        return s.shard_requests_topic if kind == "requests" else s.shard_verdicts_topic
+
+    async def run(self) -> None:
+        s = self.settings
+        self.producer = producer = new_producer(s, max_request_size=INTERNAL_MAX_BYTES, linger_ms=2)
+        await self.retry.run("kafka producer start", producer.start)
+        self.consumer = consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.consumer_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=s.batch_size,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=2 * 1024 * 1024,
+            isolation_level="read_committed",
+            session_timeout_ms=int(s.kafka_session_timeout * 1000),
+            heartbeat_interval_ms=max(1000, int(s.kafka_session_timeout * 1000) // 4),
+            **s.kafka_client_options(),
+        )
+        await self.retry.run("kafka consumer start", consumer.start)
+        consumer.subscribe([s.requests_topic, s.verdicts_topic], listener=_DrainOnRevoke(self))
+        try:
+            while not self._stopping.is_set():
+                batch = await self._fill(consumer)
+                if batch:
+                    async with self.busy:
+                        await self.forward(consumer, batch)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    async def _fill(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
+        s = self.settings
+        deadline = time.monotonic() + s.batch_seconds
+        batch: dict[TopicPartition, list[ConsumerRecord]] = {}
+        count = 0
+        while count < s.batch_size and not self._stopping.is_set():
+            left_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+            fetched = await consumer.getmany(timeout_ms=left_ms, max_records=s.batch_size - count)
+            for tp, records in fetched.items():
+                batch.setdefault(tp, []).extend(records)
+                count += len(records)
+            if left_ms == 0 or (not fetched and count):
+                break
+        return batch
+
+    async def forward(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Forward one batch and commit its input offsets (only those still assigned)."""
+        producer = self.producer
+        assert producer is not None
+        assigned = consumer.assignment()
+        batch = {tp: records for tp, records in batch.items() if tp in assigned and records}
+        if not batch:
+            return
+        planned: list[tuple[str, int, bytes]] = []
+        for tp, records in batch.items():
+            kind: Kind = "requests" if tp.topic == self.settings.requests_topic else "verdicts"
+            for shard, group in bundle.plan(forwards(kind, records, self.shards), BUNDLE_BYTES):
+                planned.append((self._topic_of(kind), shard, bundle.encode(group)))
+
+        async def send_all() -> None:
+            futures = [await producer.send(topic, value, partition=shard) for topic, shard, value in planned]
+            await asyncio.gather(*futures)
+
+        await self.retry.run("forward to shards", send_all)
+        self.counters["repartition.messages"] += sum(len(r) for r in batch.values())
+        self.counters["repartition.bundles"] += len(planned)
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        try:
+            await self._commit_retry.run("kafka commit", lambda: consumer.commit(offsets))
+        except (CommitFailedError, IllegalStateError):
+            log.warning("input commit failed after a rebalance; the new owner forwards the batch again "
+                        "(the join recognises the repeats)")  # fmt: skip
