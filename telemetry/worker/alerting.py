@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -74,12 +74,15 @@ class AlertingObserver:
         *,
         save_every_s: float = 5.0,
         clock: Callable[[], float] = time.time,
+        read_published: Callable[[Settings, int], Awaitable[set[str]]] = published_alert_ids,
     ) -> None:
+        """``read_published``: reads the alert ids on the topic since a time (at take-over)."""
         self.settings = settings
         self.routes = routes
         self.retry = retry
         self.save_every_s = save_every_s
         self.clock = clock
+        self.read_published = read_published
         self.limits = LabelLimits(settings.max_routes, settings.max_models_per_route, settings.max_teams)
         self.engine = DetectionEngine(routes, env=settings.env, limits=self.limits)
         self.event_clock = EventClock(
@@ -140,7 +143,7 @@ class AlertingObserver:
         self.event_clock.resume(self.engine.now_ms, wall_ms)
         repaired = self.event_clock.repair(wall_ms)
         self._published = await self.retry.run(
-            "read recent alerts", lambda: published_alert_ids(self.settings, wall_ms - PUBLISHED_LOOKBACK_MS)
+            "read recent alerts", lambda: self.read_published(self.settings, wall_ms - PUBLISHED_LOOKBACK_MS)
         )
         self.owner = True
         if self.engine.repair_clock(wall_ms, self.event_clock.max_skew_ms) or repaired:

@@ -47,7 +47,7 @@ class BatchEffects(Protocol):
 
     async def dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
     async def rows(self, outcome: JoinOutcome) -> None: ...
-    async def facts(self, outcome: JoinOutcome) -> None: ...
+    async def facts(self, outcomes: Sequence[JoinOutcome]) -> None: ...
     async def offsets(self, offsets: Mapping[TopicPartition, int]) -> None: ...
 
 
@@ -59,7 +59,6 @@ async def make_durable(batch: PreparedBatch, effects: BatchEffects) -> None:
         await effects.dead_letters(batch.dead)
     for outcome in batch.outcomes:
         await effects.rows(outcome)
-    for outcome in batch.outcomes:
-        await effects.facts(outcome)
+    await effects.facts(batch.outcomes)
     if batch.offsets:
         await effects.offsets(batch.offsets)

@@ -283,12 +283,17 @@ class Pipeline:
         c["duplicate_verdicts"] += outcome.duplicate_verdicts
         c["batches"] += 1
 
-    async def _publish_facts(self, outcome: JoinOutcome) -> None:
+    async def _publish_facts(self, outcomes: Sequence[JoinOutcome]) -> None:
         """The stored batch's facts to the detection owner (``<prefix>internal.facts``). A
         record the topic refuses for good is logged and counted, never retried forever."""
         producer = self.producer
         assert producer is not None
-        records = factlog.encode(request_facts(outcome), verdict_facts(outcome), outcome.event_times)
+        times: dict[tuple[str, int], int] = {}
+        for outcome in outcomes:
+            for source, ts in outcome.event_times.items():
+                times[source] = max(ts, times.get(source, ts))
+        records = factlog.encode([f for o in outcomes for f in request_facts(o)],
+                                 [f for o in outcomes for f in verdict_facts(o)], times)  # fmt: skip
         if not records:
             return
         topic = self.settings.facts_topic
@@ -323,9 +328,9 @@ class _Effects:
         self.pipeline._count(outcome)
         timer.lap("insert")
 
-    async def facts(self, outcome: JoinOutcome) -> None:
+    async def facts(self, outcomes: Sequence[JoinOutcome]) -> None:
         timer = StageTimer(self.pipeline.seconds)
-        await self.pipeline._publish_facts(outcome)
+        await self.pipeline._publish_facts(outcomes)
         timer.lap("facts")
 
     async def offsets(self, offsets: Mapping[TopicPartition, int]) -> None:

@@ -213,11 +213,15 @@ def test_the_alerting_observer_does_not_stall_on_a_permanent_alerts_topic_error(
     try:
         settings = load_settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="t.", data_dir=tmp_path)
         retry = RetryPolicy(base_s=0.01, cap_s=0.05, is_transient=_transient)
-        observer = AlertingObserver(settings, RoutesConfig(), retry)
+        async def nothing_published(settings: object, since_ms: int) -> set[str]:
+            return set()
+
+        observer = AlertingObserver(settings, RoutesConfig(), retry, read_published=nothing_published)
         producer = FakeProducer(lambda n, value, headers: E.MessageSizeTooLargeError(), raise_on_send=True)
 
         async def scenario() -> None:
             await observer.start(Store(engine, database), producer)  # type: ignore[arg-type]
+            await observer.take_over()
             try:
                 await asyncio.wait_for(observer.deliver([make_alert()]), timeout=10)
             finally:

@@ -35,9 +35,13 @@ class RecordingProducer:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes | None, dict[str, bytes]]] = []
+        self.facts: list[bytes] = []
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None, **_: Any) -> Any:
-        self.sent.append((topic, value, key, dict(headers or [])))
+        if topic.endswith("internal.facts"):
+            self.facts.append(value)
+        else:
+            self.sent.append((topic, value, key, dict(headers or [])))
         future = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future
@@ -58,7 +62,7 @@ def new_pipeline(engine: Client, database: str, tmp_path: Path, **settings: Any)
     producer = RecordingProducer()
     pipeline.store = Store(engine, database)
     pipeline.prices = PriceBook()
-    pipeline.join = JoinState(horizon_ms=24 * 3_600_000, capacity=10_000)
+    pipeline.join.adopt(0, JoinState(horizon_ms=24 * 3_600_000, capacity=10_000))
     pipeline.producer = producer
     pipeline._ready.set()
     return pipeline, producer
@@ -68,7 +72,7 @@ def handle(pipeline: Pipeline, kind: Any, messages: list[RawMessage]) -> None:
     """``Pipeline.handle`` without its exit-on-bug (which would end pytest, not fail a test)."""
 
     async def run() -> None:
-        await pipeline.complete(await pipeline.prepare(kind, messages))
+        await pipeline._handle(kind, messages)
 
     asyncio.run(run())
 
