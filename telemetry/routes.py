@@ -10,110 +10,99 @@ One TOML file (``TELEMETRY_ROUTES_FILE``; ``deploy/routes.example.toml`` documen
 Every route works with no file at all (:meth:`RoutesConfig.load` with ``None``). Reading the file
 is the only I/O here and happens once, at start-up; a bad file raises
 :class:`telemetry.errors.ConfigError` whose message names the file, the table and the key.
+
+A route's table is flat, but its keys have owners: ownership and notification keys are this
+module's (:class:`RoutePolicy`); every detector key belongs to the section of the detector that
+reads it (:attr:`telemetry.detect.detector.Detector.policy`, e.g. ``cost_*`` to CostSpike's), and
+the sections are those of the registered detectors (:data:`telemetry.detect.registry.DETECTORS`),
+as are the alert names and their default severity and ``keep_firing_for``. This module imports
+the detection package; the detection core reads the result through read-only views
+(:mod:`telemetry.detect.policy`) and never imports this module.
 """
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast, get_args
+from typing import Annotated, Any, TypeVar, cast
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from telemetry.alerting.channels import ChannelKind, WebhookChannel
 from telemetry.contracts.alert import Severity
-from telemetry.detect.names import (
-    BUDGET_OVERRUN,
-    COST_SPIKE,
-    ERROR_STORM,
-    LATENCY_SLO_BREACH,
-    QUALITY_REGRESSION,
-    RETRY_AMPLIFICATION,
-    TEAM_ROUTE_PREFIX,
-    TIER_SWITCH,
-    TRAFFIC_STOPPED,
-    TRUNCATION_SPIKE,
-    AlertName,
-)
+from telemetry.detect.names import ALERT_NAMES, TEAM_ROUTE_PREFIX
+from telemetry.detect.policy import Duration, PolicySection, parse_duration_ms
+from telemetry.detect.registry import DETECTORS, SECTIONS
 from telemetry.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_FOR_MS",
+    "DEFAULT_KEEP_FIRING_MS",
+    "DEFAULT_SEVERITY",
+    "SEVERITY_RANK",
+    "AlertKey",
+    "PolicyError",
+    "Duration",
+    "RoutePolicy",
+    "RoutesConfig",
+    "TeamPolicy",
+    "parse_duration_ms",
+]
 
 _MINUTE = 60_000
 _HOUR = 60 * _MINUTE
-_DAY = 24 * _HOUR
-_UNITS = {"ms": 1, "s": 1000, "m": _MINUTE, "h": _HOUR, "d": _DAY, "w": 7 * _DAY}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
-
-def parse_duration_ms(value: object) -> int:
-    """``"90s"``, ``"15m"``, ``"4h"``, ``"1h30m"``, ``"90d"`` or a number of seconds -> milliseconds.
-
-    Raises ValueError on anything else (negative numbers included).
-    """
-    if isinstance(value, bool):
-        raise ValueError("a duration is text like '15m' or a number of seconds")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return int(round(value * 1000))
-    if isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        if text in ("0", ""):
-            return 0
-        pos, total = 0, 0.0
-        for match in _DURATION.finditer(text):
-            if match.start() != pos:
-                break
-            total += float(match.group(1)) * _UNITS[match.group(2)]
-            pos = match.end()
-        if pos == len(text) and pos > 0:
-            return int(round(total))
-    raise ValueError(f"{value!r} is not a duration (use e.g. '30s', '15m', '4h', '7d')")
-
-
-Duration = Annotated[int, BeforeValidator(parse_duration_ms), Field(ge=0)]
-"""A duration in the file (``"15m"`` or seconds), held in milliseconds."""
-
-VerdictKind = Literal["online", "human", "user_feedback", "closed_book", "gold_context", "offline"]
-
-DEFAULT_SEVERITY: dict[str, Severity] = {
-    QUALITY_REGRESSION: "warning",
-    COST_SPIKE: "warning",
-    TIER_SWITCH: "warning",
-    LATENCY_SLO_BREACH: "warning",
-    ERROR_STORM: "critical",
-    RETRY_AMPLIFICATION: "warning",
-    TRUNCATION_SPIKE: "warning",
-    BUDGET_OVERRUN: "warning",
-    TRAFFIC_STOPPED: "warning",
-}
-"""Severity of each alert unless ``severity`` in [defaults] or the route says otherwise."""
+DEFAULT_SEVERITY: dict[str, Severity] = {d.alertname: d.severity for d in DETECTORS}
+"""Severity of each alert unless ``severity`` in [defaults] or the route says otherwise
+(each detector's :attr:`~telemetry.detect.detector.Detector.severity`)."""
 
 DEFAULT_FOR_MS: dict[str, int] = {name: 0 for name in DEFAULT_SEVERITY}
 """Pending duration (Prometheus ``for``) per alert: 0 — every detector already confirms
 (sequential test, two windows, exact test, minimum counts), and request-side alerts must
 arrive within seconds of the deciding events."""
 
-DEFAULT_KEEP_FIRING_MS: dict[str, int] = {
-    QUALITY_REGRESSION: 0,
-    COST_SPIKE: 15 * _MINUTE,
-    TIER_SWITCH: 0,
-    LATENCY_SLO_BREACH: 10 * _MINUTE,
-    ERROR_STORM: 5 * _MINUTE,
-    RETRY_AMPLIFICATION: 10 * _MINUTE,
-    TRUNCATION_SPIKE: 15 * _MINUTE,
-    BUDGET_OVERRUN: _HOUR,
-    TRAFFIC_STOPPED: 0,
-}
+DEFAULT_KEEP_FIRING_MS: dict[str, int] = {d.alertname: d.keep_firing_ms for d in DETECTORS}
 """``keep_firing_for`` per alert: how long the condition must stay clear before the resolution
-is sent (hysteresis against flapping on top of each detector's separate clear level)."""
+is sent (hysteresis against flapping on top of each detector's separate clear level); each
+detector's :attr:`~telemetry.detect.detector.Detector.keep_firing_ms`."""
+
+_SECTION_OF_KEY: dict[str, type[PolicySection]] = {key: kind for kind in SECTIONS for key in kind.model_fields}
+"""Which detector's section each detector key of the file belongs to."""
+
+S = TypeVar("S", bound=PolicySection)
+
+
+class PolicyError(ValueError):
+    """A route table with problems: ``errors`` as pydantic reports them, from every part."""
+
+    def __init__(self, errors: list[ErrorDetails]) -> None:
+        super().__init__(_explain(errors))
+        self.errors = errors
+
+
+def _known_alert(name: str) -> str:
+    if name not in DEFAULT_SEVERITY:
+        raise ValueError("unknown alert name")
+    return name
+
+
+AlertKey = Annotated[str, AfterValidator(_known_alert)]
+"""A key of the severity / for / keep_firing_for tables: a registered detector's alert name."""
 
 
 class RoutePolicy(BaseModel):
     """Everything the detectors need to know about one route. Frozen; unknown keys are errors.
+
+    The fields of this class are the route's ownership and notification keys; every other key of
+    a route's table belongs to one registered detector's section
+    (:attr:`telemetry.detect.detector.Detector.policy`), read with :meth:`section`
+    (``policy.section(LatencyPolicy).latency_p95_ms``). :meth:`from_table` builds one from a
+    flat table of the file.
 
     Durations are milliseconds here (``"15m"`` in the file). ``severity``, ``for`` and
     ``keep_firing_for`` are tables keyed by alert name; use :meth:`severity_of`,
@@ -125,130 +114,64 @@ class RoutePolicy(BaseModel):
     # --- ownership and notification ------------------------------------------------------
     team: str | None = Field(None, description="Owner team; wins over the team events carry.")
     channels: tuple[str, ...] = Field((), description="Channel names; default: [defaults] channels.")
-    severity: dict[AlertName, Severity] = Field(default_factory=dict)
-    pending_for: dict[AlertName, Duration] = Field(default_factory=dict, alias="for")
-    keep_firing_for: dict[AlertName, Duration] = Field(default_factory=dict)
+    severity: dict[AlertKey, Severity] = Field(default_factory=dict)
+    pending_for: dict[AlertKey, Duration] = Field(default_factory=dict, alias="for")
+    keep_firing_for: dict[AlertKey, Duration] = Field(default_factory=dict)
     repeat_interval: Duration = Field(4 * _HOUR, description="Re-send a still-firing alert after this.")
 
-    # --- QualityRegression ----------------------------------------------------------------
-    quality_kinds: tuple[VerdictKind, ...] = ("online",)
-    quality_min_verdicts: int = Field(200, ge=20, description="Baseline verdicts before it can alert.")
-    quality_baseline_days: int = Field(7, ge=1, le=28)
-    quality_drop: float = Field(0.10, gt=0, lt=1, description="Largest pass-rate drop to detect (points).")
-    quality_error_ratio: float = Field(2.0, gt=1, description="...or this factor on the failure rate.")
-    quality_false_alarms_per_month: float = Field(0.25, gt=0, description="Target; sets CUSUM h.")
-    quality_h: float | None = Field(None, gt=0, description="Fixed CUSUM h; default: from the target.")
-    quality_accept_after: Duration = Field(7 * _DAY, description="A regression this old becomes the baseline.")
-    quality_baseline_lag: Duration = Field(6 * _HOUR, le=24 * _HOUR, description="Quarantine before the baseline.")
+    # --- the detectors' sections, one per registered detector (set by from_table) --------------
+    _sections: dict[type[PolicySection], PolicySection] = PrivateAttr(
+        default_factory=lambda: {kind: kind() for kind in SECTIONS}
+    )
 
-    # --- CostSpike ------------------------------------------------------------------------
-    cost_fire_ratio: float = Field(1.5, gt=1)
-    cost_clear_ratio: float = Field(1.2, ge=1)
-    cost_short_window: Duration = 15 * _MINUTE
-    cost_long_window: Duration = 60 * _MINUTE
-    cost_min_requests: int = Field(20, ge=1)
-    cost_noise_z: float = Field(4.0, ge=0)
-    cost_min_baseline_hours: int = Field(12, ge=1)
+    @classmethod
+    def from_table(cls, raw: Mapping[str, Any]) -> RoutePolicy:
+        """The policy of one flat table: this class's keys, and each detector's keys to its section.
 
-    # --- TierSwitch -----------------------------------------------------------------------
-    tier_min_ratio: float = Field(1.2, ge=1)
-    tier_min_share: float = Field(0.2, gt=0, le=1)
-    tier_min_requests: int = Field(10, ge=1)
-    tier_window: Duration = 15 * _MINUTE
-    tier_hold: Duration = _HOUR
-    tier_history: Duration = 90 * _DAY
-    tier_warmup: Duration = _HOUR
+        Raises :class:`PolicyError` with the problems of every part.
+        """
+        errors: list[ErrorDetails] = []
+        try:
+            policy = cls.model_validate({k: v for k, v in raw.items() if k not in _SECTION_OF_KEY})
+        except ValidationError as exc:
+            errors.extend(exc.errors(include_url=False))
+        sections: dict[type[PolicySection], PolicySection] = {}
+        for kind in SECTIONS:
+            try:
+                sections[kind] = kind.model_validate({k: v for k, v in raw.items() if _SECTION_OF_KEY.get(k) is kind})
+            except ValidationError as exc:
+                errors.extend(exc.errors(include_url=False))
+        if errors:
+            raise PolicyError(errors)
+        policy._sections = sections
+        return policy
 
-    # --- LatencySLOBreach -----------------------------------------------------------------
-    latency_p95_ms: float = Field(10_000.0, ge=0, description="p95 target; 0 disables.")
-    latency_p99_ms: float = Field(30_000.0, ge=0, description="p99 target; 0 disables.")
-    latency_alpha: float = Field(1e-4, gt=0, lt=0.5)
-    latency_min_ratio: float = Field(1.5, ge=1)
-    latency_min_requests_p95: int = Field(100, ge=59)
-    latency_min_requests_p99: int = Field(300, ge=299)
-    latency_short_window: Duration = 15 * _MINUTE
-    latency_long_window: Duration = 60 * _MINUTE
+    @cached_property
+    def sections(self) -> Mapping[type[PolicySection], PolicySection]:
+        """Every registered detector's section of this route's policy, by section class.
 
-    # --- ErrorStorm -----------------------------------------------------------------------
-    storm_min_errors: int = Field(5, ge=1)
-    storm_min_share: float = Field(0.2, gt=0, le=1)
-    storm_clear_share: float = Field(0.1, ge=0, le=1)
-    storm_alpha: float = Field(1e-6, gt=0, lt=0.5)
-    storm_clear_window: Duration = 10 * _MINUTE
-    storm_window: Duration = 2 * _MINUTE
-    inhibit_hold: Duration = 15 * _MINUTE
+        (Cached in the instance: reading a private attribute goes through pydantic's
+        ``__getattr__``, and the engine reads sections per route at every evaluation.)
+        """
+        return self._sections
 
-    # --- RetryAmplification ---------------------------------------------------------------
-    retry_budget: float = Field(1.5, gt=1)
-    retry_clear: float = Field(1.2, ge=1)
-    retry_window: Duration = 10 * _MINUTE
-    retry_min_requests: int = Field(20, ge=1)
-
-    # --- TruncationSpike ------------------------------------------------------------------
-    truncation_ratio: float = Field(2.0, gt=1)
-    truncation_min_increase: float = Field(0.05, ge=0, le=1)
-    truncation_min_count: int = Field(10, ge=1)
-    truncation_window: Duration = 15 * _MINUTE
-    truncation_alpha: float = Field(1e-6, gt=0, lt=0.5)
-    truncation_min_baseline: int = Field(1000, ge=1)
-
-    # --- TrafficStopped -------------------------------------------------------------------
-    silence_window: Duration = 10 * _MINUTE
-    silence_baseline_window: Duration = 50 * _MINUTE
-    silence_alpha: float = Field(1e-6, ge=0, lt=0.5, description="0 turns TrafficStopped off for the route.")
-
-    # --- BudgetOverrun --------------------------------------------------------------------
-    monthly_budget_usd: float | None = Field(None, gt=0)
-    budget_clear_ratio: float = Field(0.9, gt=0, le=1)
-    budget_min_span: Duration = 6 * _HOUR
-
-    @model_validator(mode="after")
-    def _coherent(self) -> RoutePolicy:
-        windows = {
-            "cost_short_window": self.cost_short_window,
-            "cost_long_window": self.cost_long_window,
-            "tier_window": self.tier_window,
-            "latency_short_window": self.latency_short_window,
-            "latency_long_window": self.latency_long_window,
-            "storm_window": self.storm_window,
-            "storm_clear_window": self.storm_clear_window,
-            "retry_window": self.retry_window,
-            "truncation_window": self.truncation_window,
-            "silence_window": self.silence_window,
-            "silence_baseline_window": self.silence_baseline_window,
-        }
-        for name, ms in windows.items():
-            if ms % _MINUTE or not _MINUTE <= ms <= 60 * _MINUTE:
-                raise ValueError(f"{name} must be whole minutes between 1m and 60m")
-        if self.cost_short_window > self.cost_long_window:
-            raise ValueError("cost_short_window must not be longer than cost_long_window")
-        if self.latency_short_window > self.latency_long_window:
-            raise ValueError("latency_short_window must not be longer than latency_long_window")
-        if self.cost_clear_ratio > self.cost_fire_ratio:
-            raise ValueError("cost_clear_ratio must not exceed cost_fire_ratio")
-        if self.retry_clear > self.retry_budget:
-            raise ValueError("retry_clear must not exceed retry_budget")
-        if self.storm_clear_share > self.storm_min_share:
-            raise ValueError("storm_clear_share must not exceed storm_min_share")
-        if self.latency_p95_ms and self.latency_p99_ms and self.latency_p99_ms < self.latency_p95_ms:
-            raise ValueError("latency_p99_ms must not be below latency_p95_ms")
-        if not self.quality_kinds:
-            raise ValueError("quality_kinds must name at least one verdict kind")
-        return self
+    def section(self, kind: type[S]) -> S:
+        """This route's section ``kind`` (e.g. ``policy.section(LatencyPolicy).latency_p95_ms``)."""
+        return cast(S, self.sections[kind])
 
     def severity_of(self, alertname: str) -> Severity:
         """The severity label of ``alertname`` on this route."""
-        configured = cast(dict[str, Severity], self.severity).get(alertname)
+        configured = self.severity.get(alertname)
         return configured or DEFAULT_SEVERITY.get(alertname, "warning")
 
     def for_ms(self, alertname: str) -> int:
         """Pending duration before ``alertname`` fires (0 = fires on the deciding evaluation)."""
-        configured = cast(dict[str, int], self.pending_for).get(alertname)
+        configured = self.pending_for.get(alertname)
         return DEFAULT_FOR_MS.get(alertname, 0) if configured is None else configured
 
     def keep_firing_ms(self, alertname: str) -> int:
         """How long ``alertname`` must stay clear before it resolves."""
-        configured = cast(dict[str, int], self.keep_firing_for).get(alertname)
+        configured = self.keep_firing_for.get(alertname)
         return DEFAULT_KEEP_FIRING_MS.get(alertname, 0) if configured is None else configured
 
 
@@ -290,7 +213,7 @@ class RoutesConfig:
     ``keep_firing_for`` tables are merged key by key).
     """
 
-    defaults: RoutePolicy = field(default_factory=lambda: RoutePolicy.model_validate({}))
+    defaults: RoutePolicy = field(default_factory=RoutePolicy)
     default_team: str = ""
     routes: Mapping[str, RoutePolicy] = field(default_factory=dict)
     teams: Mapping[str, TeamPolicy] = field(default_factory=dict)
@@ -354,14 +277,14 @@ class RoutesConfig:
             try:
                 teams[team] = TeamPolicy.model_validate(raw)
             except ValidationError as exc:
-                raise ConfigError(f"{where}: [teams.{team}]: {_explain(exc)}") from exc
+                raise ConfigError(f"{where}: [teams.{team}]: {_explain(exc.errors(include_url=False))}") from exc
 
         channels: dict[str, WebhookChannel] = {}
         for name, raw in _table(data, "channels", where).items():
             try:
                 spec = _ChannelSpec.model_validate(raw)
             except ValidationError as exc:
-                raise ConfigError(f"{where}: [channels.{name}]: {_explain(exc)}") from exc
+                raise ConfigError(f"{where}: [channels.{name}]: {_explain(exc.errors(include_url=False))}") from exc
             channels[name] = WebhookChannel(
                 name=name,
                 kind=spec.kind,
@@ -438,19 +361,19 @@ def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
 
 def _policy(raw: Mapping[str, Any], where: str, table: str) -> RoutePolicy:
     try:
-        return RoutePolicy.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: {table}: {_explain(exc)}") from exc
+        return RoutePolicy.from_table(raw)
+    except PolicyError as exc:
+        raise ConfigError(f"{where}: {table}: {exc}") from exc
 
 
-def _explain(exc: ValidationError) -> str:
+def _explain(errors: list[ErrorDetails]) -> str:
     parts = []
-    for err in exc.errors(include_url=False):
+    for err in errors:
         loc = ".".join(str(p) for p in err["loc"]) or "(table)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling against deploy/routes.example.toml)"
-        elif err["type"] == "literal_error" and len(err["loc"]) >= 2 and err["loc"][0] in _MERGED_TABLES:
-            msg = f"unknown alert name; expected one of {list(get_args(AlertName))}"
+        elif err["loc"][:1] and err["loc"][0] in _MERGED_TABLES and err["loc"][-1] == "[key]":
+            msg = f"unknown alert name; expected one of {list(ALERT_NAMES)}"
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)

@@ -17,14 +17,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import Field
+
+from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition, Evidence, clip, rounded, usd
+from telemetry.detect.detector import Context, Detector
 from telemetry.detect.names import BUDGET_OVERRUN, TEAM_ROUTE_PREFIX
-from telemetry.routes import RoutesConfig
+from telemetry.detect.policy import Duration, PolicySection, RoutesView
+from telemetry.detect.window import HOUR_MS, RouteWindow
 
 DAY_MS = 86_400_000
 MONTH_MS = 30 * DAY_MS
+SPAN_MS = DAY_MS
+"""The trailing spend a projection rests on."""
+
+
+class BudgetPolicy(PolicySection):
+    """BudgetOverrun's keys of the route policy. Team budgets use those of [defaults]."""
+
+    monthly_budget_usd: float | None = Field(None, gt=0)
+    budget_clear_ratio: float = Field(0.9, gt=0, le=1)
+    budget_min_span: Duration = 6 * HOUR_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +59,74 @@ class BudgetState:
     active: list[str] = field(default_factory=list)
 
 
-class BudgetDetector:
-    """Route and team budgets; state is the set of keys over budget."""
+def has_budgets(config: RoutesView) -> bool:
+    """Whether ``config`` sets any route or team budget (else the detector does nothing)."""
+    return (
+        any(p.section(BudgetPolicy).monthly_budget_usd for p in config.routes.values())
+        or bool(config.defaults.section(BudgetPolicy).monthly_budget_usd)
+        or any(t.monthly_budget_usd for t in config.teams.values())
+    )
+
+
+def route_spend(w: RouteWindow, now_ms: int) -> Spend:
+    """Trailing 24 h spend of a route (hour resolution, current minute included)."""
+    hours = SPAN_MS // HOUR_MS
+    cost, span = w.spend(now_ms, SPAN_MS)
+    return Spend(
+        cost=cost,
+        span_ms=span,
+        requests=int(w.hours_total("hreq", hours)),
+        priced=int(w.hours_total("hpriced", hours)),
+    )
+
+
+class BudgetDetector(Detector):
+    """Route and team budgets; state is the set of keys over budget.
+
+    Route phase: each route's trailing spend, kept until the route is evaluated again (so it is
+    as fresh as the route's other conditions). Fleet phase: the projections of routes and teams.
+    Nothing at all unless the routes file sets a budget.
+    """
+
+    name: ClassVar[str] = "budget"
+    alertname: ClassVar[str] = BUDGET_OVERRUN
+    severity: ClassVar[Severity] = "warning"
+    keep_firing_ms: ClassVar[int] = HOUR_MS
+    policy: ClassVar[type[BudgetPolicy]] = BudgetPolicy
 
     def __init__(self) -> None:
         self.state = BudgetState()
+        self.spends: dict[str, Spend] = {}
+        self._enabled: tuple[RoutesView, bool] | None = None
 
-    def evaluate(
-        self, spends: Mapping[str, Spend], teams: Mapping[str, str], config: RoutesConfig, now_ms: int
+    def _has_budgets(self, config: RoutesView) -> bool:
+        if self._enabled is None or self._enabled[0] is not config:
+            self._enabled = (config, has_budgets(config))
+        return self._enabled[1]
+
+    def evaluate_route(self, route: str, w: RouteWindow, policy: BudgetPolicy, ctx: Context) -> list[Condition]:
+        """Keep the route's spend for the fleet phase; no condition of its own here."""
+        if self._has_budgets(ctx.routes):
+            self.spends[route] = route_spend(w, ctx.now_ms)
+        return []
+
+    def evaluate(self, ctx: Context) -> list[Condition]:
+        """Conditions of every budgeted route and team whose projected month is over budget."""
+        if not self._has_budgets(ctx.routes):
+            return []
+        config = ctx.routes
+        teams = {route: config.team_for(route, w.team) for route, w in ctx.windows.items()}
+        return self.over_budget(self.spends, teams, config, ctx.now_ms)
+
+    def drop_route(self, route: str) -> None:
+        self.spends.pop(route, None)
+
+    def repair_clock(self, wall_ms: int) -> None:
+        self.state = BudgetState()
+        self.spends.clear()
+
+    def over_budget(
+        self, spends: Mapping[str, Spend], teams: Mapping[str, str], config: RoutesView, now_ms: int
     ) -> list[Condition]:
         """Conditions for every route and team whose projected month is over budget.
 
@@ -61,7 +136,7 @@ class BudgetDetector:
         active = set(self.state.active)
         out: list[Condition] = []
         for route, spend in sorted(spends.items()):
-            policy = config.for_route(route)
+            policy = config.for_route(route).section(BudgetPolicy)
             budget = policy.monthly_budget_usd
             if budget is None:
                 active.discard(route)
@@ -71,7 +146,7 @@ class BudgetDetector:
             )
             if cond:
                 out.append(cond)
-        defaults = config.defaults
+        defaults = config.defaults.section(BudgetPolicy)
         for team, team_policy in sorted(config.teams.items()):
             key = TEAM_ROUTE_PREFIX + team
             if team_policy.monthly_budget_usd is None:

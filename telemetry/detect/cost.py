@@ -26,28 +26,42 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import Field, model_validator
+
+from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition, Evidence, clip, rounded, usd
+from telemetry.detect.detector import Context, PassRates, PerRouteDetector
 from telemetry.detect.names import COST_SPIKE
+from telemetry.detect.policy import Duration, PolicySection
 from telemetry.detect.stats import mad_sigma, median
 from telemetry.detect.window import MINUTE_MS, RouteWindow
-from telemetry.routes import RoutePolicy
 
 MONTH_S = 30 * 86_400
 _MIN_PRICED_PER_HOUR = 5
 _MIN_PASSED = 20
 
 
-@dataclass(frozen=True, slots=True)
-class PassRates:
-    """Pass rates of the route's primary evaluator, for cost per correct answer."""
+class CostPolicy(PolicySection):
+    """CostSpike's keys of the route policy."""
 
-    baseline: float
-    passed_1h: int
-    judged_1h: int
-    passed_6h: int
-    judged_6h: int
+    cost_fire_ratio: float = Field(1.5, gt=1)
+    cost_clear_ratio: float = Field(1.2, ge=1)
+    cost_short_window: Duration = 15 * MINUTE_MS
+    cost_long_window: Duration = 60 * MINUTE_MS
+    cost_min_requests: int = Field(20, ge=1)
+    cost_noise_z: float = Field(4.0, ge=0)
+    cost_min_baseline_hours: int = Field(12, ge=1)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> CostPolicy:
+        self.check_windows("cost_short_window", "cost_long_window")
+        if self.cost_short_window > self.cost_long_window:
+            raise ValueError("cost_short_window must not be longer than cost_long_window")
+        if self.cost_clear_ratio > self.cost_fire_ratio:
+            raise ValueError("cost_clear_ratio must not exceed cost_fire_ratio")
+        return self
 
 
 @dataclass(slots=True)
@@ -66,17 +80,28 @@ class CostState:
     fire_6h: float = 0.0
 
 
-class CostSpikeDetector:
-    """One :class:`CostState` per route; :meth:`evaluate` is pure apart from that state."""
+class CostSpikeDetector(PerRouteDetector):
+    """One :class:`CostState` per route; :meth:`evaluate_route` is pure apart from that state."""
+
+    name: ClassVar[str] = "cost"
+    alertname: ClassVar[str] = COST_SPIKE
+    severity: ClassVar[Severity] = "warning"
+    keep_firing_ms: ClassVar[int] = 15 * MINUTE_MS
+    policy: ClassVar[type[CostPolicy]] = CostPolicy
 
     def __init__(self) -> None:
         self.states: dict[str, CostState] = {}
 
-    def evaluate(
+    def evaluate_route(self, route: str, window: RouteWindow, policy: CostPolicy, ctx: Context) -> list[Condition]:
+        """The route's CostSpike condition, if it holds now (pass rates from ``ctx.quality``)."""
+        now_ms = ctx.now_ms
+        return self._evaluate(route, window, policy, now_ms, lambda: ctx.quality.pass_rates(route, now_ms))
+
+    def _evaluate(
         self,
         route: str,
         w: RouteWindow,
-        policy: RoutePolicy,
+        policy: CostPolicy,
         now_ms: int,
         pass_rates: Callable[[], PassRates | None],
     ) -> list[Condition]:
@@ -147,7 +172,7 @@ class CostSpikeDetector:
         return w.hours_total("hcost", hours) / n if n else None
 
     @staticmethod
-    def _baseline(st: CostState, w: RouteWindow, policy: RoutePolicy) -> None:
+    def _baseline(st: CostState, w: RouteWindow, policy: CostPolicy) -> None:
         hour = w.cur // 60
         if st.base_hour == hour:
             return
@@ -176,7 +201,7 @@ class CostSpikeDetector:
         self,
         route: str,
         w: RouteWindow,
-        policy: RoutePolicy,
+        policy: CostPolicy,
         st: CostState,
         now_ms: int,
         base: float,

@@ -11,6 +11,11 @@ The worker calls, from one task (the engine is not thread-safe):
   states), and :meth:`DetectionEngine.restore` at start-up: a restarted worker neither re-pages
   an alert already firing nor loses a baseline.
 
+The detectors are the classes of :data:`telemetry.detect.registry.DETECTORS`, driven through
+their common interface (:class:`telemetry.detect.detector.Detector`): one instance of each,
+its section of each route's policy, its key in the snapshot. The engine itself owns the
+per-route request windows, the label limits, the alert lifecycle and inhibition.
+
 Inhibition: while a route's ErrorStorm holds, and for ``inhibit_hold`` (15 min) after, its
 QualityRegression, CostSpike and LatencySLOBreach conditions are symptoms: their alerts stay
 pending (or, if already firing, are not repeated) until the storm is over.
@@ -18,59 +23,67 @@ pending (or, if already firing, are not repeated) until the storm is over.
 A request-side condition is decided at the evaluation that follows its deciding facts; a
 quality alarm at the verdict that crosses the CUSUM threshold. Request-side detectors of a route
 are re-evaluated when the route got facts or the minute changed.
+
+The routes file is read through :class:`telemetry.detect.policy.RoutesView`
+(:class:`telemetry.routes.RoutesConfig` is one): this module does not import the routes module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
 from telemetry.alerting.lifecycle import ActiveCondition, AlertLifecycle
 from telemetry.contracts.alert import Alert
-from telemetry.detect.budget import BudgetDetector, Spend
 from telemetry.detect.condition import Condition
-from telemetry.detect.cost import CostSpikeDetector, PassRates
+from telemetry.detect.detector import Context, Detector
 from telemetry.detect.facts import RequestFact, VerdictFact
+from telemetry.detect.latency import LatencyPolicy
 from telemetry.detect.limits import CardinalityGuard, LabelLimits
-from telemetry.detect.latency import LatencySLODetector
-from telemetry.detect.names import BUDGET_OVERRUN, ERROR_STORM, INHIBITED_BY_ERROR_STORM
+from telemetry.detect.names import ERROR_STORM, INHIBITED_BY_ERROR_STORM
+from telemetry.detect.policy import PolicySection, RoutesView
 from telemetry.detect.quality import QualityDetector
-from telemetry.detect.retry import RetryAmplificationDetector
-from telemetry.detect.silence import TrafficStoppedDetector
-from telemetry.detect.storm import ErrorStormDetector
-from telemetry.detect.tier import TierSwitchDetector
-from telemetry.detect.truncation import TruncationSpikeDetector
+from telemetry.detect.registry import DETECTORS
+from telemetry.detect.storm import StormPolicy
 from telemetry.detect.window import HOUR_MS, HOUR_SLOTS, MINUTE_MS, RouteWindow
-from telemetry.routes import RoutesConfig
 
 SNAPSHOT_VERSION = 1
-_BUDGET_SPAN_MS = 24 * HOUR_MS
 _WINDOW_FORGET_MS = HOUR_SLOTS * HOUR_MS
 """A route with no request for as long as its hour ring reaches back is forgotten (its slot freed)."""
+
+D = TypeVar("D", bound=Detector)
 
 
 class DetectionEngine:
     """All detectors of one worker, their state, and the alert lifecycle. See the module docstring."""
 
-    def __init__(self, routes: RoutesConfig, env: str = "local", limits: LabelLimits | None = None) -> None:
+    def __init__(self, routes: RoutesView, env: str = "local", limits: LabelLimits | None = None) -> None:
         self.config = routes
         self.env = env
         self.limits = limits or LabelLimits()
         self.guard = CardinalityGuard(self.limits)
         self.now_ms = 0
         self.windows: dict[str, RouteWindow] = {}
-        self.quality = QualityDetector()
-        self._new_request_side()
+        self.detectors: dict[str, Detector] = {kind.name: kind() for kind in DETECTORS}
         self.lifecycle = AlertLifecycle()
         self.storm_seen_ms: dict[str, int] = {}
         self._dirty: set[str] = set()
-        self._cache: dict[str, tuple[int, list[Condition], Spend | None]] = {}
+        self._cache: dict[str, tuple[int, list[Condition]]] = {}
         self._last_forget_minute = -1
-        self._has_budgets = any(p.monthly_budget_usd for p in routes.routes.values()) or bool(
-            routes.defaults.monthly_budget_usd or any(t.monthly_budget_usd for t in routes.teams.values())
-        )
+
+    def detector(self, kind: type[D]) -> D:
+        """This engine's instance of the registered detector class ``kind``."""
+        found = self.detectors[kind.name]
+        if not isinstance(found, kind):
+            raise TypeError(f"detector {kind.name!r} is a {type(found).__name__}, not a {kind.__name__}")
+        return found
+
+    @property
+    def quality(self) -> QualityDetector:
+        """The quality detector (its baselines; the pass rates other detectors consult)."""
+        return self.detector(QualityDetector)
 
     # --- input -----------------------------------------------------------------------------
     def observe_requests(self, facts: Sequence[RequestFact]) -> None:
@@ -89,15 +102,25 @@ class DetectionEngine:
                 last_route = f.route
                 w = windows.get(last_route)
                 if w is None:
-                    policy = self.config.for_route(last_route)
-                    w = windows[last_route] = RouteWindow(policy.latency_p95_ms, policy.latency_p99_ms)
+                    w = windows[last_route] = self._new_window(last_route)
                 dirty.add(last_route)
             w.add(f)  # type: ignore[union-attr]
 
     def observe_verdicts(self, facts: Sequence[VerdictFact]) -> None:
         """Step the quality CUSUMs with verdict facts, in the given order. O(1) per verdict."""
         guard = self.guard
-        self.quality.observe([guard.verdict(f) for f in facts], self.config.for_route)
+        verdicts = [guard.verdict(f) for f in facts]
+        for d in self.detectors.values():
+            d.observe_verdicts(verdicts, self._section_of(d.policy))
+
+    def _new_window(self, route: str) -> RouteWindow:
+        latency = self.config.for_route(route).section(LatencyPolicy)
+        return RouteWindow(latency.latency_p95_ms, latency.latency_p99_ms)
+
+    def _section_of(self, kind: type[PolicySection]) -> Callable[[str], Any]:
+        """``route -> that route's section kind``."""
+        for_route = self.config.for_route
+        return lambda route: for_route(route).section(kind)
 
     # --- decisions --------------------------------------------------------------------------
     def evaluate(self, now_ms: int) -> list[Alert]:
@@ -105,55 +128,52 @@ class DetectionEngine:
         now = max(now_ms, self.now_ms)
         self.now_ms = now
         minute = now // MINUTE_MS
+        detectors = self.detectors.values()
+        ctx = Context(now_ms=now, routes=self.config, windows=self.windows, quality=self.quality)
         conditions: list[Condition] = []
         for route, w in self.windows.items():
             w.advance(minute)
             cached = self._cache.get(route)
             if cached is None or cached[0] != minute or route in self._dirty:
-                spend = self._spend(w, now) if self._has_budgets else None
-                cached = (minute, self._evaluate_route(route, w, now), spend)
+                cached = (minute, self._evaluate_route(route, w, ctx))
                 self._cache[route] = cached
             conditions.extend(cached[1])
         self._dirty.clear()
 
         if minute != self._last_forget_minute:
             self._last_forget_minute = minute
-            self.quality.forget(now)
+            for d in detectors:
+                d.forget(now)
             self._forget_routes(now)
-        conditions.extend(self.quality.evaluate(now, self.windows))
-
-        if self._has_budgets:
-            spends = {route: c[2] for route, c in self._cache.items() if c[2] is not None}
-            teams = {route: self.config.team_for(route, w.team) for route, w in self.windows.items()}
-            conditions.extend(self.budget.evaluate(spends, teams, self.config, now))
+        for d in detectors:
+            conditions.extend(d.evaluate(ctx))
 
         for cond in conditions:
             if cond.alertname == ERROR_STORM:
                 self.storm_seen_ms[cond.route] = now
         return self.lifecycle.update([self._active(c, now) for c in conditions], now)
 
-    def _new_request_side(self) -> None:
-        """Fresh request-side detectors (the per-route windows are kept apart)."""
-        self.cost = CostSpikeDetector()
-        self.tier = TierSwitchDetector()
-        self.latency = LatencySLODetector()
-        self.storm = ErrorStormDetector()
-        self.retry = RetryAmplificationDetector()
-        self.truncation = TruncationSpikeDetector()
-        self.silence = TrafficStoppedDetector()
-        self.budget = BudgetDetector()
+    def _evaluate_route(self, route: str, w: RouteWindow, ctx: Context) -> list[Condition]:
+        policy = self.config.for_route(route)
+        out: list[Condition] = []
+        for d in self.detectors.values():
+            out += d.evaluate_route(route, w, policy.section(d.policy), ctx)
+        return out
 
-    def _drop_route_states(self, route: str) -> None:
-        for detector in (self.cost, self.tier, self.latency, self.storm, self.retry, self.truncation, self.silence):
-            detector.states.pop(route, None)
+    def _drop_route(self, route: str) -> None:
+        del self.windows[route]
+        self._cache.pop(route, None)
+        for d in self.detectors.values():
+            d.drop_route(route)
 
     def _forget_routes(self, now: int) -> None:
         """Drop the request-side state of routes silent for the whole hour ring; free their slots."""
         for route in [r for r, w in self.windows.items() if w.last_ms < now - _WINDOW_FORGET_MS]:
-            del self.windows[route]
-            self._cache.pop(route, None)
-            self._drop_route_states(route)
-        self.guard.forget_routes(set(self.windows) | set(self.quality.states))
+            self._drop_route(route)
+        keep = set(self.windows)
+        for d in self.detectors.values():
+            keep.update(d.held_routes())
+        self.guard.forget_routes(keep)
 
     def repair_clock(self, wall_ms: int, max_skew_ms: int) -> bool:
         """Undo a clock saved ahead of wall time (an event dated in the future, accepted by an
@@ -166,12 +186,9 @@ class DetectionEngine:
         self.windows.clear()
         self._cache.clear()
         self._dirty.clear()
-        self._new_request_side()
+        for d in self.detectors.values():
+            d.repair_clock(wall_ms)
         self.storm_seen_ms = {r: min(t, wall_ms) for r, t in self.storm_seen_ms.items()}
-        for st in self.quality.states.values():
-            for ev in st.values():
-                ev.last_ms = min(ev.last_ms, wall_ms)
-                ev.alarm_since_ms = min(ev.alarm_since_ms, wall_ms)
         for state in self.lifecycle.states.values():
             state.active_since_ms = min(state.active_since_ms, wall_ms)
             state.last_active_ms = min(state.last_active_ms, wall_ms)
@@ -183,41 +200,8 @@ class DetectionEngine:
         self._last_forget_minute = -1
         return True
 
-    def _evaluate_route(self, route: str, w: RouteWindow, now: int) -> list[Condition]:
-        policy = self.config.for_route(route)
-        out: list[Condition] = []
-        out += self.storm.evaluate(route, w, policy, now)
-        out += self.tier.evaluate(route, w, policy, now, self.quality.model_pass_rate)
-        out += self.cost.evaluate(route, w, policy, now, lambda: self._pass_rates(route))
-        out += self.latency.evaluate(route, w, policy, now)
-        out += self.retry.evaluate(route, w, policy, now)
-        out += self.truncation.evaluate(route, w, policy, now)
-        out += self.silence.evaluate(route, w, policy, now)
-        return out
-
-    def _pass_rates(self, route: str) -> PassRates | None:
-        primary = self.quality.primary(route)
-        if primary is None or not primary[1].armed:
-            return None
-        st = primary[1]
-        p1, n1 = st.pass_rate_hours(self.now_ms, 2)
-        p6, n6 = st.pass_rate_hours(self.now_ms, 7)
-        return PassRates(baseline=st.p_hat, passed_1h=p1, judged_1h=n1, passed_6h=p6, judged_6h=n6)
-
-    @staticmethod
-    def _spend(w: RouteWindow, now: int) -> Spend:
-        """Trailing 24 h spend of a route (hour resolution, current minute included)."""
-        hours = _BUDGET_SPAN_MS // HOUR_MS
-        cost, span = w.spend(now, _BUDGET_SPAN_MS)
-        return Spend(
-            cost=cost,
-            span_ms=span,
-            requests=int(w.hours_total("hreq", hours)),
-            priced=int(w.hours_total("hpriced", hours)),
-        )
-
     def _active(self, c: Condition, now: int) -> ActiveCondition:
-        if c.team is not None:
+        if c.team is not None:  # a team-level condition: the [defaults] policy
             policy = self.config.defaults
             team = c.team
         else:
@@ -227,17 +211,14 @@ class DetectionEngine:
         inhibited = False
         if c.alertname in INHIBITED_BY_ERROR_STORM:
             seen = self.storm_seen_ms.get(c.route)
-            inhibited = seen is not None and now - seen <= policy.inhibit_hold
-        severity = policy.severity_of(c.alertname)
-        if c.alertname == BUDGET_OVERRUN and c.team is not None:
-            severity = self.config.defaults.severity_of(BUDGET_OVERRUN)
+            inhibited = seen is not None and now - seen <= policy.section(StormPolicy).inhibit_hold
         return ActiveCondition(
             labels={
                 "alertname": c.alertname,
                 "route": c.route,
                 "model": c.model,
                 "team": team,
-                "severity": severity,
+                "severity": policy.severity_of(c.alertname),
                 "env": self.env,
             },
             annotations={"summary": c.summary, "description": c.description},
@@ -251,34 +232,31 @@ class DetectionEngine:
 
     # --- persistence ------------------------------------------------------------------------
     def snapshot(self) -> bytes:
-        """All state as JSON bytes (orjson). Pure; call it as often as the worker commits."""
+        """All state as JSON bytes (orjson). Pure; call it as often as the worker commits.
+
+        Each detector's state is under its :attr:`~telemetry.detect.detector.Detector.name`.
+        """
         state: dict[str, Any] = {
             "version": SNAPSHOT_VERSION,
             "now_ms": self.now_ms,
             "windows": {route: w.to_state() for route, w in self.windows.items()},
-            "quality": self.quality.to_state(),
-            "cost": self.cost.to_state(),
-            "tier": self.tier.to_state(),
-            "latency": self.latency.to_state(),
-            "storm": self.storm.to_state(),
-            "retry": self.retry.to_state(),
-            "truncation": self.truncation.to_state(),
-            "silence": self.silence.to_state(),
-            "budget": self.budget.to_state(),
-            "lifecycle": self.lifecycle.to_state(),
-            "storm_seen_ms": self.storm_seen_ms,
-            "guard": self.guard.to_state(),
         }
+        for name, d in self.detectors.items():
+            state[name] = d.to_state()
+        state["lifecycle"] = self.lifecycle.to_state()
+        state["storm_seen_ms"] = self.storm_seen_ms
+        state["guard"] = self.guard.to_state()
         return orjson.dumps(state)
 
     @classmethod
     def restore(
-        cls, data: bytes, routes: RoutesConfig, env: str = "local", limits: LabelLimits | None = None
+        cls, data: bytes, routes: RoutesView, env: str = "local", limits: LabelLimits | None = None
     ) -> DetectionEngine:
         """Rebuild an engine from :meth:`snapshot` bytes with the current config.
 
         Raises ValueError if the bytes are not a snapshot of this version. Latency targets come
         from ``routes``: slow counts already in the windows keep the targets they were counted with.
+        A detector without state in the snapshot (added since it was taken) starts fresh.
         """
         try:
             state = orjson.loads(data)
@@ -290,17 +268,12 @@ class DetectionEngine:
         engine = cls(routes, env, limits)
         engine.now_ms = int(state["now_ms"])
         for route, raw in state["windows"].items():
-            policy = routes.for_route(route)
-            engine.windows[route] = RouteWindow.from_state(raw, policy.latency_p95_ms, policy.latency_p99_ms)
-        engine.quality = QualityDetector.from_state(state["quality"])
-        engine.cost = CostSpikeDetector.from_state(state["cost"])
-        engine.tier = TierSwitchDetector.from_state(state["tier"])
-        engine.latency = LatencySLODetector.from_state(state["latency"])
-        engine.storm = ErrorStormDetector.from_state(state["storm"])
-        engine.retry = RetryAmplificationDetector.from_state(state["retry"])
-        engine.truncation = TruncationSpikeDetector.from_state(state["truncation"])
-        engine.silence = TrafficStoppedDetector.from_state(state.get("silence", {}))
-        engine.budget = BudgetDetector.from_state(state["budget"])
+            latency = routes.for_route(route).section(LatencyPolicy)
+            engine.windows[route] = RouteWindow.from_state(raw, latency.latency_p95_ms, latency.latency_p99_ms)
+        for kind in DETECTORS:
+            saved = state.get(kind.name)
+            if saved is not None:
+                engine.detectors[kind.name] = kind.from_state(saved)
         engine.lifecycle = AlertLifecycle.from_state(state["lifecycle"])
         engine.storm_seen_ms = {k: int(v) for k, v in state["storm_seen_ms"].items()}
         if "guard" in state:
@@ -315,10 +288,10 @@ class DetectionEngine:
         newest = sorted(self.windows, key=lambda r: self.windows[r].last_ms, reverse=True)
         keep = set(newest[: self.limits.max_routes])
         for route in newest[self.limits.max_routes :]:
-            del self.windows[route]
-            self._drop_route_states(route)
+            self._drop_route(route)
         for route in sorted(keep):
             self.guard.admit_route(route)
-        for route in sorted(self.quality.states):
-            if self.guard.admit_route(route) != route:
-                del self.quality.states[route]
+        for d in self.detectors.values():
+            for route in sorted(d.held_routes()):
+                if self.guard.admit_route(route) != route:
+                    d.release_route(route)

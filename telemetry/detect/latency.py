@@ -23,13 +23,17 @@ Contract
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import Field, model_validator
+
+from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition, Evidence, clip, pct, rounded
+from telemetry.detect.detector import Context, PerRouteDetector
 from telemetry.detect.names import LATENCY_SLO_BREACH
+from telemetry.detect.policy import Duration, PolicySection
 from telemetry.detect.stats import binom_sf
 from telemetry.detect.window import MINUTE_MS, RouteWindow
-from telemetry.routes import RoutePolicy
 
 
 @dataclass(slots=True)
@@ -50,14 +54,44 @@ class _Check:
     p_value: float
 
 
-class LatencySLODetector:
+class LatencyPolicy(PolicySection):
+    """LatencySLOBreach's keys of the route policy (the targets also set what the route's
+    window counts as slow)."""
+
+    latency_p95_ms: float = Field(10_000.0, ge=0, description="p95 target; 0 disables.")
+    latency_p99_ms: float = Field(30_000.0, ge=0, description="p99 target; 0 disables.")
+    latency_alpha: float = Field(1e-4, gt=0, lt=0.5)
+    latency_min_ratio: float = Field(1.5, ge=1)
+    latency_min_requests_p95: int = Field(100, ge=59)
+    latency_min_requests_p99: int = Field(300, ge=299)
+    latency_short_window: Duration = 15 * MINUTE_MS
+    latency_long_window: Duration = 60 * MINUTE_MS
+
+    @model_validator(mode="after")
+    def _coherent(self) -> LatencyPolicy:
+        self.check_windows("latency_short_window", "latency_long_window")
+        if self.latency_short_window > self.latency_long_window:
+            raise ValueError("latency_short_window must not be longer than latency_long_window")
+        if self.latency_p95_ms and self.latency_p99_ms and self.latency_p99_ms < self.latency_p95_ms:
+            raise ValueError("latency_p99_ms must not be below latency_p95_ms")
+        return self
+
+
+class LatencySLODetector(PerRouteDetector):
     """One :class:`LatencyState` per route."""
+
+    name: ClassVar[str] = "latency"
+    alertname: ClassVar[str] = LATENCY_SLO_BREACH
+    severity: ClassVar[Severity] = "warning"
+    keep_firing_ms: ClassVar[int] = 10 * MINUTE_MS
+    policy: ClassVar[type[LatencyPolicy]] = LatencyPolicy
 
     def __init__(self) -> None:
         self.states: dict[str, LatencyState] = {}
 
-    def evaluate(self, route: str, w: RouteWindow, policy: RoutePolicy, now_ms: int) -> list[Condition]:
+    def evaluate_route(self, route: str, w: RouteWindow, policy: LatencyPolicy, ctx: Context) -> list[Condition]:
         """The route's LatencySLOBreach condition, if any quantile is breached now."""
+        now_ms = ctx.now_ms
         st = self.states.get(route)
         if st is None:
             st = self.states[route] = LatencyState()

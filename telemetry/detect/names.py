@@ -1,24 +1,13 @@
-"""The closed set of alert names the detectors raise, and which of them an error storm inhibits.
+"""The alert names the detectors raise, which of them an error storm inhibits, and the team route prefix.
 
-This module imports nothing from the project so that :mod:`telemetry.routes` can validate the
-routes file against it without importing the detectors.
+Each detector declares the alert it raises (:attr:`telemetry.detect.detector.Detector.alertname`);
+the constants live here so that the engine (inhibition), the simulation and the tests can name
+them without importing a detector. This module imports nothing.
 """
 
 from __future__ import annotations
 
-from typing import Final, Literal
-
-AlertName = Literal[
-    "QualityRegression",
-    "CostSpike",
-    "TierSwitch",
-    "LatencySLOBreach",
-    "ErrorStorm",
-    "RetryAmplification",
-    "TruncationSpike",
-    "BudgetOverrun",
-    "TrafficStopped",
-]
+from typing import Final
 
 QUALITY_REGRESSION: Final = "QualityRegression"
 COST_SPIKE: Final = "CostSpike"
@@ -41,6 +30,8 @@ ALERT_NAMES: Final[tuple[str, ...]] = (
     BUDGET_OVERRUN,
     TRAFFIC_STOPPED,
 )
+"""Every alert name, in the order the docs list them (the detectors are registered in
+:data:`telemetry.detect.registry.DETECTORS`, in evaluation order; a test keeps the two in step)."""
 
 INHIBITED_BY_ERROR_STORM: Final[frozenset[str]] = frozenset({QUALITY_REGRESSION, COST_SPIKE, LATENCY_SLO_BREACH})
 """While a route's ErrorStorm fires, these alerts of the same route are symptoms: not sent.

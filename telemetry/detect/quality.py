@@ -46,17 +46,21 @@ Contract
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
 
 from telemetry.contracts._time import ms_to_datetime
+from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition, Evidence, clip, pct, rounded
+from telemetry.detect.detector import Context, Detector, PassRates
 from telemetry.detect.facts import VerdictFact
 from telemetry.detect.names import QUALITY_REGRESSION
+from telemetry.detect.policy import Duration, PolicySection
 from telemetry.detect.stats import Z95_ONE_SIDED, binom_cdf, cusum_threshold, wilson
 from telemetry.detect.window import HOUR_MS, MINUTE_SLOTS, RouteWindow
-from telemetry.routes import RoutePolicy
 
 DAY_MS = 24 * HOUR_MS
 DAY_SLOTS = 29
@@ -67,6 +71,29 @@ FORGET_MS = 14 * DAY_MS
 _RECOMPUTE_EVERY = 50
 CLEAR_EVIDENCE_CAP = 400
 """The clear test's bound on the incident's pass rate is never tighter than from this many verdicts."""
+
+
+VerdictKind = Literal["online", "human", "user_feedback", "closed_book", "gold_context", "offline"]
+
+
+class QualityPolicy(PolicySection):
+    """QualityRegression's keys of the route policy."""
+
+    quality_kinds: tuple[VerdictKind, ...] = ("online",)
+    quality_min_verdicts: int = Field(200, ge=20, description="Baseline verdicts before it can alert.")
+    quality_baseline_days: int = Field(7, ge=1, le=28)
+    quality_drop: float = Field(0.10, gt=0, lt=1, description="Largest pass-rate drop to detect (points).")
+    quality_error_ratio: float = Field(2.0, gt=1, description="...or this factor on the failure rate.")
+    quality_false_alarms_per_month: float = Field(0.25, gt=0, description="Target; sets CUSUM h.")
+    quality_h: float | None = Field(None, gt=0, description="Fixed CUSUM h; default: from the target.")
+    quality_accept_after: Duration = Field(7 * DAY_MS, description="A regression this old becomes the baseline.")
+    quality_baseline_lag: Duration = Field(6 * HOUR_MS, le=DAY_MS, description="Quarantine before the baseline.")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> QualityPolicy:
+        if not self.quality_kinds:
+            raise ValueError("quality_kinds must name at least one verdict kind")
+        return self
 
 
 @dataclass(slots=True)
@@ -189,14 +216,21 @@ def _bump(keys: list[int], cols: Sequence[list[int]], index: int, values: Sequen
         col[s] += v
 
 
-class QualityDetector:
-    """Bernoulli CUSUM per (route, evaluator). ``observe`` per verdict, ``evaluate`` per tick."""
+class QualityDetector(Detector):
+    """Bernoulli CUSUM per (route, evaluator). :meth:`observe_verdicts` per verdict,
+    :meth:`evaluate` per tick. Its state is kept by evaluator activity, not by request windows."""
+
+    name: ClassVar[str] = "quality"
+    alertname: ClassVar[str] = QUALITY_REGRESSION
+    severity: ClassVar[Severity] = "warning"
+    keep_firing_ms: ClassVar[int] = 0
+    policy: ClassVar[type[QualityPolicy]] = QualityPolicy
 
     def __init__(self) -> None:
         self.states: dict[str, dict[str, EvaluatorState]] = {}  # route -> evaluator -> state
 
     # --- input -----------------------------------------------------------------------------
-    def observe(self, facts: Sequence[VerdictFact], policy_of: Callable[[str], RoutePolicy]) -> None:
+    def observe_verdicts(self, facts: Sequence[VerdictFact], policy_of: Callable[[str], QualityPolicy]) -> None:
         """Step the CUSUM of each verdict, in the given order. O(1) per verdict."""
         for f in facts:
             policy = policy_of(f.route)
@@ -210,7 +244,7 @@ class QualityDetector:
                 st = by_eval[f.evaluator] = EvaluatorState(kind=f.kind, first_ms=f.ts_ms)
             self._step(st, f, policy)
 
-    def _step(self, st: EvaluatorState, f: VerdictFact, policy: RoutePolicy) -> None:
+    def _step(self, st: EvaluatorState, f: VerdictFact, policy: QualityPolicy) -> None:
         ts = f.ts_ms
         ok = 1 if f.passed else 0
         st.last_ms = max(st.last_ms, ts)
@@ -284,7 +318,7 @@ class QualityDetector:
                 st.pend_pass[s] = st.pend_n[s] = 0
 
     @staticmethod
-    def _params(st: EvaluatorState, day: int, policy: RoutePolicy) -> None:
+    def _params(st: EvaluatorState, day: int, policy: QualityPolicy) -> None:
         st.since_params = 0
         st.params_day = day
         passed, n = st.baseline(day, policy.quality_baseline_days)
@@ -332,8 +366,9 @@ class QualityDetector:
         st.armed = False
 
     # --- output ----------------------------------------------------------------------------
-    def evaluate(self, now_ms: int, windows: Mapping[str, RouteWindow]) -> list[Condition]:
+    def evaluate(self, ctx: Context) -> list[Condition]:
         """Conditions of every alarmed (route, evaluator), one per (route, model label)."""
+        now_ms, windows = ctx.now_ms, ctx.windows
         by_label: dict[tuple[str, str], list[tuple[str, EvaluatorState]]] = {}
         for route, by_eval in self.states.items():
             for evaluator, st in by_eval.items():
@@ -429,6 +464,16 @@ class QualityDetector:
                 best = (evaluator, st)
         return best
 
+    def pass_rates(self, route: str, now_ms: int) -> PassRates | None:
+        """Pass rates of the route's primary evaluator (cost per correct answer), None unless armed."""
+        primary = self.primary(route)
+        if primary is None or not primary[1].armed:
+            return None
+        st = primary[1]
+        p1, n1 = st.pass_rate_hours(now_ms, 2)
+        p6, n6 = st.pass_rate_hours(now_ms, 7)
+        return PassRates(baseline=st.p_hat, passed_1h=p1, judged_1h=n1, passed_6h=p6, judged_6h=n6)
+
     def model_pass_rate(self, route: str, model: str) -> tuple[float | None, int, str]:
         """Pass rate of ``model`` on ``route`` by the evaluator with most verdicts on it."""
         best: tuple[int, int, str] | None = None
@@ -449,6 +494,20 @@ class QualityDetector:
                 del by_eval[evaluator]
             if not by_eval:
                 del self.states[route]
+
+    def held_routes(self) -> Collection[str]:
+        """Routes with an evaluator state: kept while verdicts come, whatever their requests."""
+        return self.states.keys()
+
+    def release_route(self, route: str) -> None:
+        self.states.pop(route, None)
+
+    def repair_clock(self, wall_ms: int) -> None:
+        """Keep the baselines; pull the evaluators' times back to ``wall_ms``."""
+        for st in self.states.values():
+            for ev in st.values():
+                ev.last_ms = min(ev.last_ms, wall_ms)
+                ev.alarm_since_ms = min(ev.alarm_since_ms, wall_ms)
 
     def to_state(self) -> dict[str, Any]:
         return {route: {e: asdict(st) for e, st in by_eval.items()} for route, by_eval in self.states.items()}

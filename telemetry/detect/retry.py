@@ -13,12 +13,16 @@ Contract
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import Field, model_validator
+
+from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition, Evidence, clip, rounded
+from telemetry.detect.detector import Context, PerRouteDetector
 from telemetry.detect.names import RETRY_AMPLIFICATION
+from telemetry.detect.policy import Duration, PolicySection
 from telemetry.detect.window import MINUTE_MS, RouteWindow
-from telemetry.routes import RoutePolicy
 
 
 @dataclass(slots=True)
@@ -28,14 +32,37 @@ class RetryState:
     active: bool = False
 
 
-class RetryAmplificationDetector:
+class RetryPolicy(PolicySection):
+    """RetryAmplification's keys of the route policy."""
+
+    retry_budget: float = Field(1.5, gt=1)
+    retry_clear: float = Field(1.2, ge=1)
+    retry_window: Duration = 10 * MINUTE_MS
+    retry_min_requests: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RetryPolicy:
+        self.check_windows("retry_window")
+        if self.retry_clear > self.retry_budget:
+            raise ValueError("retry_clear must not exceed retry_budget")
+        return self
+
+
+class RetryAmplificationDetector(PerRouteDetector):
     """One :class:`RetryState` per route."""
+
+    name: ClassVar[str] = "retry"
+    alertname: ClassVar[str] = RETRY_AMPLIFICATION
+    severity: ClassVar[Severity] = "warning"
+    keep_firing_ms: ClassVar[int] = 10 * MINUTE_MS
+    policy: ClassVar[type[RetryPolicy]] = RetryPolicy
 
     def __init__(self) -> None:
         self.states: dict[str, RetryState] = {}
 
-    def evaluate(self, route: str, w: RouteWindow, policy: RoutePolicy, now_ms: int) -> list[Condition]:
+    def evaluate_route(self, route: str, w: RouteWindow, policy: RetryPolicy, ctx: Context) -> list[Condition]:
         """The route's RetryAmplification condition, if it holds now."""
+        now_ms = ctx.now_ms
         st = self.states.get(route)
         if st is None:
             st = self.states[route] = RetryState()

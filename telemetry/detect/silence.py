@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field, model_validator
 
 from telemetry.contracts._time import ms_to_datetime
+from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition, Evidence, clip, rounded
+from telemetry.detect.detector import Context, PerRouteDetector
 from telemetry.detect.names import TRAFFIC_STOPPED
+from telemetry.detect.policy import Duration, PolicySection
 from telemetry.detect.window import MINUTE_MS, MINUTE_SLOTS, RouteWindow
-from telemetry.routes import RoutePolicy
 
 
 @dataclass(slots=True)
@@ -34,14 +38,34 @@ class SilenceState:
     active: bool = False
 
 
-class TrafficStoppedDetector:
+class SilencePolicy(PolicySection):
+    """TrafficStopped's keys of the route policy."""
+
+    silence_window: Duration = 10 * MINUTE_MS
+    silence_baseline_window: Duration = 50 * MINUTE_MS
+    silence_alpha: float = Field(1e-6, ge=0, lt=0.5, description="0 turns TrafficStopped off for the route.")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> SilencePolicy:
+        self.check_windows("silence_window", "silence_baseline_window")
+        return self
+
+
+class TrafficStoppedDetector(PerRouteDetector):
     """One :class:`SilenceState` per route."""
+
+    name: ClassVar[str] = "silence"
+    alertname: ClassVar[str] = TRAFFIC_STOPPED
+    severity: ClassVar[Severity] = "warning"
+    keep_firing_ms: ClassVar[int] = 0
+    policy: ClassVar[type[SilencePolicy]] = SilencePolicy
 
     def __init__(self) -> None:
         self.states: dict[str, SilenceState] = {}
 
-    def evaluate(self, route: str, w: RouteWindow, policy: RoutePolicy, now_ms: int) -> list[Condition]:
+    def evaluate_route(self, route: str, w: RouteWindow, policy: SilencePolicy, ctx: Context) -> list[Condition]:
         """The route's TrafficStopped condition, if it holds now."""
+        now_ms = ctx.now_ms
         st = self.states.get(route)
         if st is None:
             st = self.states[route] = SilenceState()

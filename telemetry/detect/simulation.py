@@ -43,6 +43,7 @@ from telemetry.detect.names import (
     TIER_SWITCH,
     TRUNCATION_SPIKE,
 )
+from telemetry.detect.policy import RoutesView
 from telemetry.routes import RoutesConfig
 
 HOUR_MS = 3_600_000
@@ -191,7 +192,7 @@ def simulate(
     specs: list[RouteSpec],
     hours: int,
     seed: int,
-    routes: RoutesConfig,
+    routes: RoutesView,
     step_s: int = 60,
     fine_step_s: int = 10,
     fine_from_ms: int | None = None,

@@ -20,13 +20,17 @@ Contract
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import Field, model_validator
+
+from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition, Evidence, clip, pct, rounded
+from telemetry.detect.detector import Context, PerRouteDetector
 from telemetry.detect.names import ERROR_STORM
+from telemetry.detect.policy import Duration, PolicySection
 from telemetry.detect.stats import binom_sf
 from telemetry.detect.window import MINUTE_MS, RouteWindow
-from telemetry.routes import RoutePolicy
 
 
 @dataclass(slots=True)
@@ -38,14 +42,40 @@ class StormState:
     base_share: float = 0.05
 
 
-class ErrorStormDetector:
+class StormPolicy(PolicySection):
+    """ErrorStorm's keys of the route policy, ``inhibit_hold`` included (the engine inhibits)."""
+
+    storm_min_errors: int = Field(5, ge=1)
+    storm_min_share: float = Field(0.2, gt=0, le=1)
+    storm_clear_share: float = Field(0.1, ge=0, le=1)
+    storm_alpha: float = Field(1e-6, gt=0, lt=0.5)
+    storm_clear_window: Duration = 10 * MINUTE_MS
+    storm_window: Duration = 2 * MINUTE_MS
+    inhibit_hold: Duration = 15 * MINUTE_MS
+
+    @model_validator(mode="after")
+    def _coherent(self) -> StormPolicy:
+        self.check_windows("storm_window", "storm_clear_window")
+        if self.storm_clear_share > self.storm_min_share:
+            raise ValueError("storm_clear_share must not exceed storm_min_share")
+        return self
+
+
+class ErrorStormDetector(PerRouteDetector):
     """One :class:`StormState` per route."""
+
+    name: ClassVar[str] = "storm"
+    alertname: ClassVar[str] = ERROR_STORM
+    severity: ClassVar[Severity] = "critical"
+    keep_firing_ms: ClassVar[int] = 5 * MINUTE_MS
+    policy: ClassVar[type[StormPolicy]] = StormPolicy
 
     def __init__(self) -> None:
         self.states: dict[str, StormState] = {}
 
-    def evaluate(self, route: str, w: RouteWindow, policy: RoutePolicy, now_ms: int) -> list[Condition]:
+    def evaluate_route(self, route: str, w: RouteWindow, policy: StormPolicy, ctx: Context) -> list[Condition]:
         """The route's ErrorStorm condition, if an error type storms now."""
+        now_ms = ctx.now_ms
         st = self.states.get(route)
         if st is None:
             st = self.states[route] = StormState()

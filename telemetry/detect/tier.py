@@ -30,13 +30,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field, model_validator
 
 from telemetry.contracts._time import ms_to_datetime
+from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition, Evidence, clip, pct, rounded, usd
+from telemetry.detect.detector import Context, PerRouteDetector
 from telemetry.detect.names import TIER_SWITCH
+from telemetry.detect.policy import DAY_MS, HOUR_MS, Duration, PolicySection
 from telemetry.detect.window import MINUTE_MS, RouteWindow
-from telemetry.routes import RoutePolicy
 
 MONTH_S = 30 * 86_400
 NEW_MODEL_MS = 7 * 86_400_000
@@ -68,16 +72,39 @@ class TierState:
     events: list[TierEvent] = field(default_factory=list)
 
 
-class TierSwitchDetector:
+class TierPolicy(PolicySection):
+    """TierSwitch's keys of the route policy."""
+
+    tier_min_ratio: float = Field(1.2, ge=1)
+    tier_min_share: float = Field(0.2, gt=0, le=1)
+    tier_min_requests: int = Field(10, ge=1)
+    tier_window: Duration = 15 * MINUTE_MS
+    tier_hold: Duration = HOUR_MS
+    tier_history: Duration = 90 * DAY_MS
+    tier_warmup: Duration = HOUR_MS
+
+    @model_validator(mode="after")
+    def _coherent(self) -> TierPolicy:
+        self.check_windows("tier_window")
+        return self
+
+
+class TierSwitchDetector(PerRouteDetector):
     """One :class:`TierState` per route."""
+
+    name: ClassVar[str] = "tier"
+    alertname: ClassVar[str] = TIER_SWITCH
+    severity: ClassVar[Severity] = "warning"
+    keep_firing_ms: ClassVar[int] = 0
+    policy: ClassVar[type[TierPolicy]] = TierPolicy
 
     def __init__(self) -> None:
         self.states: dict[str, TierState] = {}
 
-    def evaluate(
-        self, route: str, w: RouteWindow, policy: RoutePolicy, now_ms: int, quality: QualityLookup
-    ) -> list[Condition]:
+    def evaluate_route(self, route: str, w: RouteWindow, policy: TierPolicy, ctx: Context) -> list[Condition]:
         """TierSwitch conditions of the route that hold now (one per model within its hold)."""
+        now_ms = ctx.now_ms
+        quality: QualityLookup = ctx.quality.model_pass_rate
         st = self.states.get(route)
         if st is None:
             st = self.states[route] = TierState()
@@ -91,7 +118,7 @@ class TierSwitchDetector:
         ]
 
     def _detect(
-        self, route: str, st: TierState, w: RouteWindow, policy: RoutePolicy, now_ms: int, quality: QualityLookup
+        self, route: str, st: TierState, w: RouteWindow, policy: TierPolicy, now_ms: int, quality: QualityLookup
     ) -> None:
         window_m = policy.tier_window // MINUTE_MS
         since = now_ms - policy.tier_window
@@ -152,7 +179,7 @@ class TierSwitchDetector:
 
     @staticmethod
     def _condition(
-        route: str, e: TierEvent, w: RouteWindow, policy: RoutePolicy, now_ms: int, quality: QualityLookup
+        route: str, e: TierEvent, w: RouteWindow, policy: TierPolicy, now_ms: int, quality: QualityLookup
     ) -> Condition:
         window_m = policy.tier_window // MINUTE_MS
         recent = w.model_window(window_m)

@@ -17,13 +17,17 @@ Contract
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import Field, model_validator
+
+from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition, Evidence, clip, pct, rounded
+from telemetry.detect.detector import Context, PerRouteDetector
 from telemetry.detect.names import TRUNCATION_SPIKE
+from telemetry.detect.policy import Duration, PolicySection
 from telemetry.detect.stats import binom_sf
 from telemetry.detect.window import MINUTE_MS, RouteWindow
-from telemetry.routes import RoutePolicy
 
 
 @dataclass(slots=True)
@@ -36,14 +40,37 @@ class TruncationState:
     base_len: int = 0
 
 
-class TruncationSpikeDetector:
+class TruncationPolicy(PolicySection):
+    """TruncationSpike's keys of the route policy."""
+
+    truncation_ratio: float = Field(2.0, gt=1)
+    truncation_min_increase: float = Field(0.05, ge=0, le=1)
+    truncation_min_count: int = Field(10, ge=1)
+    truncation_window: Duration = 15 * MINUTE_MS
+    truncation_alpha: float = Field(1e-6, gt=0, lt=0.5)
+    truncation_min_baseline: int = Field(1000, ge=1)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> TruncationPolicy:
+        self.check_windows("truncation_window")
+        return self
+
+
+class TruncationSpikeDetector(PerRouteDetector):
     """One :class:`TruncationState` per route."""
+
+    name: ClassVar[str] = "truncation"
+    alertname: ClassVar[str] = TRUNCATION_SPIKE
+    severity: ClassVar[Severity] = "warning"
+    keep_firing_ms: ClassVar[int] = 15 * MINUTE_MS
+    policy: ClassVar[type[TruncationPolicy]] = TruncationPolicy
 
     def __init__(self) -> None:
         self.states: dict[str, TruncationState] = {}
 
-    def evaluate(self, route: str, w: RouteWindow, policy: RoutePolicy, now_ms: int) -> list[Condition]:
+    def evaluate_route(self, route: str, w: RouteWindow, policy: TruncationPolicy, ctx: Context) -> list[Condition]:
         """The route's TruncationSpike condition, if it holds now."""
+        now_ms = ctx.now_ms
         st = self.states.get(route)
         if st is None:
             st = self.states[route] = TruncationState()

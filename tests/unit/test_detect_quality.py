@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telemetry.detect.engine import DetectionEngine
-from telemetry.detect.quality import QualityDetector
+from telemetry.detect.quality import QualityDetector, QualityPolicy
 from telemetry.detect.testing import DAY, HOUR, T0, Driver, Profile, verdict
 from telemetry.routes import RoutesConfig
 
@@ -121,10 +121,11 @@ def test_fixed_h_and_two_wrong_cannot_page() -> None:
     config = RoutesConfig.from_mapping(
         {"defaults": {"quality_h": 5.0, "quality_min_verdicts": 20, "quality_baseline_lag": "0s"}}
     )
-    det.observe([verdict(T0 + i * 60_000, passed=i % 10 != 0) for i in range(400)], config.for_route)
+    policy = config.defaults.section(QualityPolicy)
+    det.observe_verdicts([verdict(T0 + i * 60_000, passed=i % 10 != 0) for i in range(400)], lambda _: policy)
     st = det.states["r"]["judge@v1"]
     assert st.armed and st.h == 5.0
-    det.observe([verdict(T0 + DAY + i, passed=False) for i in range(2)], config.for_route)
+    det.observe_verdicts([verdict(T0 + DAY + i, passed=False) for i in range(2)], lambda _: policy)
     assert not st.alarm
 
 
@@ -133,14 +134,18 @@ def test_fixed_h_and_two_wrong_cannot_page() -> None:
 def test_property_cusum_never_negative_and_needs_enough_failures(outcomes: list[bool]) -> None:
     det = QualityDetector()
     config = RoutesConfig.from_mapping({"defaults": {"quality_min_verdicts": 100, "quality_baseline_lag": "0s"}})
-    policy = config.for_route
-    det.observe([verdict(T0 + i * 60_000, passed=i % 10 != 0) for i in range(1000)], policy)
+    section = config.defaults.section(QualityPolicy)
+
+    def policy(route: str) -> QualityPolicy:
+        return section
+
+    det.observe_verdicts([verdict(T0 + i * 60_000, passed=i % 10 != 0) for i in range(1000)], policy)
     st = det.states["r"]["judge@v1"]
     assert st.armed
     needed = st.h / st.up
     failures = 0
     for i, ok in enumerate(outcomes):
-        det.observe([verdict(T0 + DAY + i * 60_000, passed=ok)], policy)
+        det.observe_verdicts([verdict(T0 + DAY + i * 60_000, passed=ok)], policy)
         failures += not ok
         assert st.s >= 0.0
         if st.alarm:

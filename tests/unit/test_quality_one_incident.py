@@ -19,7 +19,7 @@ from telemetry.detect import stats
 from telemetry.detect.engine import DetectionEngine
 from telemetry.detect.facts import RequestFact, VerdictFact
 from telemetry.detect.names import QUALITY_REGRESSION
-from telemetry.detect.quality import EvaluatorState, QualityDetector, break_even, clear_alternative
+from telemetry.detect.quality import EvaluatorState, QualityDetector, QualityPolicy, break_even, clear_alternative
 from telemetry.detect.testing import HOUR, MINUTE, T0, request, verdict
 from telemetry.routes import RoutesConfig
 
@@ -93,7 +93,7 @@ def test_drop_near_break_even_pages_once() -> None:
     # A clean 48 h baseline at 92%, then 86% for 48 h, 270 judged/hour: the alarm test breaks
     # even at ~87.7%, so the alarm comes slowly; the old clear test then resolved and re-fired it
     # (4 pages with this seed). Verdict-level detector and lifecycle, no request side needed.
-    config = RoutesConfig.load(None)
+    policy = QualityPolicy()
     det = QualityDetector()
     rng = random.Random(7)
     pages = resolutions = 0
@@ -101,7 +101,7 @@ def test_drop_near_break_even_pages_once() -> None:
     for i in range(96 * 270):
         ts = T0 + i * HOUR // 270
         p = 0.92 if i < 48 * 270 else 0.86
-        det.observe([verdict(ts, ROUTE, passed=rng.random() < p, evaluator=JUDGE)], config.for_route)
+        det.observe_verdicts([verdict(ts, ROUTE, passed=rng.random() < p, evaluator=JUDGE)], lambda _: policy)
         now = bool(det.states[ROUTE][JUDGE].alarm)
         pages += now and not alarmed
         resolutions += alarmed and not now
@@ -128,7 +128,7 @@ def test_property_no_rate_that_can_fire_can_clear(
     config = RoutesConfig.from_mapping({"defaults": {"quality_drop": drop}})
     s = EvaluatorState(kind="online", first_ms=T0, last_ms=T0 + 7 * 24 * HOUR)
     s.day_key[0], s.day_pass[0], s.day_n[0] = 0, round(p_hat * base_n), base_n
-    QualityDetector._params(s, 0, config.for_route(ROUTE))
+    QualityDetector._params(s, 0, config.for_route(ROUTE).section(QualityPolicy))
     if not s.armed:
         return
     s.inc_pass, s.inc_n = round(incident * judged), judged

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from telemetry.detect.budget import BudgetPolicy
+from telemetry.detect.latency import LatencyPolicy
+from telemetry.detect.quality import QualityPolicy
 from telemetry.errors import ConfigError
 from telemetry.routes import RoutesConfig, parse_duration_ms
 
@@ -46,8 +49,10 @@ def test_no_file_means_sensible_defaults_for_every_route() -> None:
     config = RoutesConfig.load(None)
     policy = config.for_route("anything.at.all")
     assert policy.repeat_interval == 4 * 3_600_000
-    assert policy.latency_p95_ms == 10_000 and policy.latency_p99_ms == 30_000
-    assert policy.quality_kinds == ("online",) and policy.monthly_budget_usd is None
+    latency = policy.section(LatencyPolicy)
+    assert latency.latency_p95_ms == 10_000 and latency.latency_p99_ms == 30_000
+    assert policy.section(QualityPolicy).quality_kinds == ("online",)
+    assert policy.section(BudgetPolicy).monthly_budget_usd is None
     assert policy.severity_of("ErrorStorm") == "critical" and policy.severity_of("CostSpike") == "warning"
     assert policy.for_ms("TierSwitch") == 0 and policy.keep_firing_ms("CostSpike") == 15 * 60_000
     assert config.channels == {} and config.channels_for("anything", "critical") == []
@@ -57,7 +62,9 @@ def test_no_file_means_sensible_defaults_for_every_route() -> None:
 def test_route_tables_merge_over_defaults() -> None:
     config = RoutesConfig.from_toml(GOOD)
     support = config.for_route("support.answer")
-    assert support.latency_p95_ms == 4000 and support.latency_p99_ms == 30_000
+    latency = support.section(LatencyPolicy)
+    assert latency.latency_p95_ms == 4000 and latency.latency_p99_ms == 30_000
+    assert support.section(BudgetPolicy).monthly_budget_usd == 5000
     assert support.repeat_interval == 2 * 3_600_000  # inherited
     assert support.severity_of("QualityRegression") == "critical"
     assert support.severity_of("CostSpike") == "info"  # merged key by key with [defaults]
@@ -79,7 +86,7 @@ def test_channels_for_route_severity_and_team() -> None:
 
 def test_the_example_file_loads() -> None:
     config = RoutesConfig.load(REPO / "deploy" / "routes.example.toml")
-    assert config.for_route("support.answer").latency_p95_ms == 4000
+    assert config.for_route("support.answer").section(LatencyPolicy).latency_p95_ms == 4000
     assert set(config.channels) == {"oncall-slack", "pd"}
 
 
