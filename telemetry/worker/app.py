@@ -114,6 +114,7 @@ def create_app(settings: Settings, pipeline: Pipeline, observer: AlertingObserve
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
+        datadir=str(settings.data_dir / "faust"),  # not the working directory
         autodiscover=False,
         web_enabled=True,
         web_bind=settings.web_host,

@@ -77,7 +77,8 @@ class _Ownership(ConsumerRebalanceListener):
         if shards != verdict_shards:  # cannot happen with a range assignment over co-partitioned topics
             die(f"join shards not co-assigned: requests {sorted(shards)}, verdicts {sorted(verdict_shards)}")
         try:
-            await stage.pipeline.adopt(shards)
+            async with stage.busy:  # no batch is prepared while the shards' states load
+                await stage.pipeline.adopt(shards)
         except Exception as exc:  # aiokafka would log and go on without the shards' state
             die("taking join shards over failed", exc)
         log.info("shards assigned", extra={"shards": sorted(shards)})
@@ -163,8 +164,16 @@ class BatchConsumer:
         requests: list[RawMessage] = []
         verdicts: list[RawMessage] = []
         offsets: dict[TopicPartition, int] = {}
+        assigned = consumer.assignment()
         for tp, records in batch.items():
-            if tp.partition not in owned or not records:
+            if not records:
+                continue
+            if tp.partition not in owned:
+                # Fetched for a shard whose state is not loaded (yet): an assignment's first fetch
+                # can beat its adoption. Read it again later; skipping it would lose it.
+                if tp in assigned:
+                    consumer.seek(tp, records[0].offset)
+                    self.pipeline.counters["refetched_before_adoption"] += 1
                 continue
             target = requests if tp.topic == s.shard_requests_topic else verdicts
             for r in records:

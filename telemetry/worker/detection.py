@@ -100,11 +100,12 @@ class DetectionOwner:
         self._stopping.set()
 
     async def _observe(self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
-        if not self.observer.owner:
-            return  # revoked between the fetch and here
         counters = self.observer.counters
         for tp, records in fetched.items():
-            if tp not in consumer.assignment():
+            if tp not in consumer.assignment() or not records:
+                continue  # revoked between the fetch and here: the next owner reads it
+            if not self.observer.owner:  # fetched before the take-over finished: read it again
+                consumer.seek(tp, records[0].offset)
                 continue
             for r in records:
                 if self.observer.position is not None and r.offset < self.observer.position:
@@ -125,7 +126,7 @@ class DetectionOwner:
                 counters["facts.observed"] += 1
         # Informational (lag): the position saved with the state is what a new owner resumes from.
         positions = {tp: records[-1].offset + 1 for tp, records in fetched.items() if records and tp in consumer.assignment()}
-        if positions:
+        if positions and self.observer.owner:
             try:
                 await consumer.commit(positions)
             except Exception:  # noqa: BLE001 - a commit racing a rebalance: harmless here

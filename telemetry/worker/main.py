@@ -37,6 +37,7 @@ def build_worker(settings: Settings, *, loglevel: str = "info") -> Any:
     from telemetry.worker.pipeline import Pipeline
 
     routes = RoutesConfig.load(settings.routes_file)  # a bad routes file stops the worker before any I/O
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust keeps its (empty) app directory there
     asyncio.run(ensure_topics(settings))
     shards = asyncio.run(shard_count(settings)) if settings.ingest_mode == "batch" else 1
     pipeline = Pipeline(settings, shards=shards)

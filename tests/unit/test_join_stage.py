@@ -88,6 +88,9 @@ class Consumer:
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.log.append(("commit", {f"{tp.topic}[{tp.partition}]": o for tp, o in offsets.items()}))
 
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.log.append(("seek", (f"{tp.topic}[{tp.partition}]", offset)))
+
 
 class RecordingStore(Store):
     def __init__(self, client: Client, database: str, log: Log) -> None:
@@ -308,3 +311,17 @@ def test_a_message_whose_id_is_ambiguous_is_dead_lettered_not_joined(engine: Cli
     effects = w.batch({tp: [SimpleNamespace(offset=0, value=bundle.encode(forwards))]})
     assert ("dead_letters", ["ambiguous_request_id"]) in effects
     assert count(engine, f"SELECT count() FROM {database}.requests") == 0
+
+
+def test_records_fetched_for_an_assigned_shard_before_its_state_loaded_are_read_again(
+    engine: Client, database: str, tmp_path: Path
+) -> None:
+    """aiokafka fetches a new assignment's partitions while the assignment callback still loads
+    their state; the first code skipped those records and fetched past them: they were lost."""
+    w = Worker(engine, database, tmp_path)
+    w.consumer.assigned = {w.tp(k, s) for s in (0, 1) for k in ("requests", "verdicts")}  # assigned, not adopted
+    records = w.records("requests", [request(i) for i in ids_of_shard(1, 2)])
+    assert w.batch(records) == [("seek", ("s.internal.requests[1]", 0))]
+    w.assign(0, 1)
+    assert [k for k, _ in w.batch(records)] == ["rows", "facts", "commit"]
+    assert count(engine, f"SELECT count() FROM {database}.requests") == 2
