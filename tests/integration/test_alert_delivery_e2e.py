@@ -95,7 +95,7 @@ def test_notifications_arrive_after_an_outage_across_sigkill_and_sigterm(test_se
         # 2. SIGTERM: a clean stop leaves them pending; the next worker resumes them with their attempts.
         assert worker.stop() == 0
         worker.start()
-        assert worker.stats()["counters"].get("deliveries.resumed", 0) > 0
+        worker.wait_for_counter("deliveries.resumed", 1, timeout=30)  # when it takes detection over
         wait_for(worker, f"SELECT sum(attempts) FROM {STATUS}", lambda n: n and n > attempts_before, timeout=30)
 
         # 3. SIGKILL: nothing is lost either. The receiver comes back while no worker runs (a killed
