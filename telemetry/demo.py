@@ -139,14 +139,16 @@ def incident_lines(card: Scorecard, clean_routes: list[str]) -> list[str]:
 
 
 async def _wait_drained(worker: WorkerProcess, published: int, timeout_s: float = 180.0) -> None:
-    """Wait until the worker has taken every published message and its pipeline is idle."""
+    """Wait until the worker has taken every published message, its pipeline is idle and its
+    detection stage has observed every stored batch's facts."""
     deadline = time.monotonic() + timeout_s
     last = -1
     stable = 0
     while time.monotonic() < deadline:
         counters = (await asyncio.to_thread(worker.stats))["counters"]
         taken = counters.get("requests_messages", 0) + counters.get("verdicts_messages", 0)
-        if taken >= published:
+        detected = counters.get("facts.observed", 0) + counters.get("facts.already_observed", 0)
+        if taken >= published and detected >= counters.get("facts.records", 0):  # the detectors saw them too
             stable = stable + 1 if taken == last else 0
             if stable >= 3:
                 return

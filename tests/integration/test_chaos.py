@@ -7,7 +7,8 @@ Traffic is the ``short`` scenario (an error storm, a silent tier-up, a clean rou
 duplicates, verdicts before and after their requests, malformed messages), published in chunks
 alternately by aiokafka (murmur2 partitioner, keyed) and kcat (librdkafka's consistent_random),
 so a request and its duplicates and verdicts land on different input partitions. Between chunks
-a worker is SIGKILLed (the detection owner first) and restarted.
+a worker is SIGKILLed (the detection owner first) and restarted, and once the broker itself is
+stopped and started again.
 """
 
 from __future__ import annotations
@@ -174,6 +175,18 @@ def read_alerts_topic(settings: Settings) -> list[dict[str, Any]]:
     return asyncio.run(run())
 
 
+def restart_broker() -> None:
+    """Stop the session's broker (SIGTERM) and start it again on the same data: the workers must
+    ride it out (their Kafka calls are retried) without losing or repeating anything."""
+    from telemetry.localkafka import broker_status, start_broker, stop_broker
+    from telemetry.settings import load_settings
+
+    settings = load_settings()
+    assert broker_status(settings).managed, "the test broker must be the project's own (telemetry kafka start)"
+    stop_broker(settings)
+    start_broker(settings)
+
+
 def owner(workers: list[Worker]) -> Worker | None:
     for w in workers:
         try:
@@ -217,6 +230,9 @@ def test_three_workers_killed_and_restarted_keep_every_table_exact_and_page_once
                 victim.kill()
                 if i != 5:  # after chunk 5 it stays down for a while: two workers carry the load
                     victim.start()
+            if i == 4:  # the broker restarts under the workers (the same broker every test uses)
+                restart_broker()
+                kills.append("chunk 4: broker restarted")
             if i == 7:
                 for w in workers:
                     if not w.running:

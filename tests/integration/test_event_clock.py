@@ -81,6 +81,7 @@ def test_a_request_dated_years_ahead_neither_silences_alerting_nor_outlives_a_re
     settings = test_settings.model_copy(update={"routes_file": routes, "event_time_idle_seconds": 2.0})
     worker = Worker(settings, tmp_path / "today").start()
     try:
+        worker.wait_for_counter("detection_takeovers", 1, timeout=30)  # the repair happens at take-over
         assert worker.stats()["counters"].get("event_clock_repairs") == 1, worker.log_tail()
         produce(settings, settings.requests_topic, [_request("again-from-the-future", now + 2 * YEAR_MS, error=False)])
         worker.wait_until("SELECT count() FROM llm_telemetry.dead_letters WHERE reason = 'ts_in_future'", 1)

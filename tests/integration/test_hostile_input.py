@@ -200,6 +200,8 @@ def test_thousands_of_hostile_messages_among_valid_traffic(worker: Worker) -> No
     worker.wait_until("SELECT count() FROM llm_telemetry.dead_letters", total_dead, timeout=90)
     worker.wait_until("SELECT count() FROM llm_telemetry.requests", len(valid_requests), timeout=60)
     worker.wait_until("SELECT count() FROM llm_telemetry.verdicts", traffic.expected["verdicts"], timeout=60)
+    # A view's part is committed just after its table's: wait for the aggregates of the last insert too.
+    worker.wait_until("SELECT sum(verdict_rows) FROM llm_telemetry.route_minute_state", traffic.expected["verdicts"], timeout=30)
 
     # The same process all along.
     assert worker.running and worker.proc is not None and worker.proc.pid == pid, worker.log_tail()
