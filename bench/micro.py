@@ -18,6 +18,15 @@ realistic messages the throughput phase sends (``bench.traffic``), in worker bat
 - ``lookup_miss``: ``Store.lookup`` of request ids that are not stored yet (what a verdict
   arriving before its request costs), per id;
 - ``detect``: facts + ``DetectionEngine.observe_*`` + ``evaluate`` per batch, per event.
+
+What scaling out adds per event (README, "Several workers"), on the same messages:
+
+- ``route_id``: ``routing_id`` + ``shard_of`` (the repartition stage reads each message's id);
+- ``bundle_encode`` / ``bundle_decode``: ``telemetry.ingest.bundle`` plan + encode (stage 1) and
+  decode (stage 2) of 1 MiB bundles (the produce and consume of the bundles themselves are in
+  the end-to-end throughput);
+- ``facts_encode`` / ``facts_decode``: the facts log records of the stored batches (stage 2
+  writes them, the detection owner reads them).
 """
 
 from __future__ import annotations
@@ -161,6 +170,29 @@ def profile(n_requests: int = 50_000, verdict_sample: float = 0.2, batch_size: i
         out["detect"] = _timed(detect, nr + nv)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+    from telemetry.detect import factlog
+    from telemetry.ingest import bundle
+    from telemetry.ingest.shard import routing_id, shard_of
+
+    shards = 4
+    routed: list[Any] = []
+
+    def route_all() -> None:
+        for m in req_raw:
+            rid = routing_id("requests", m.value)
+            routed.append(bundle.Forward(shard_of(rid, shards) if rid else 0, m.topic, m.partition, m.offset, 0, m.key,
+                                         m.value))  # fmt: skip
+
+    out["route_id"] = _timed(route_all, nr)
+    blobs: list[tuple[int, bytes]] = []
+    out["bundle_encode"] = _timed(lambda: blobs.extend((sh, bundle.encode(g)) for sh, g in bundle.plan(routed, 1 << 20)), nr)
+    out["bundle_decode"] = _timed(lambda: [bundle.decode(b, sh) for sh, b in blobs], nr)
+    records: list[bytes] = []
+    out["facts_encode"] = _timed(
+        lambda: records.extend(r for o in outcomes_r + outcomes_v
+                               for r in factlog.encode(request_facts(o), verdict_facts(o), {("r", 0): now})), nr + nv)  # fmt: skip
+    out["facts_decode"] = _timed(lambda: [factlog.decode(r) for r in records], nr + nv)
     return out
 
 

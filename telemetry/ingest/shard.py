@@ -34,6 +34,28 @@ def shard_sql(column: str, shards: int) -> str:
     return f"modulo(CRC32({column}), {int(shards)})"
 
 
+_KEY = b'"request_id":"'
+
+
+def _top_level_id(value: bytes) -> str | None:
+    """The id without parsing, when the bytes make it unambiguous: an object whose only
+    ``"request_id":"`` comes before any nested object or array, with no escape in the value and
+    no ``gen_ai.`` alias anywhere. Otherwise None (the caller parses)."""
+    if value[:1] != b"{" or b"gen_ai." in value:
+        return None
+    at = value.find(_KEY)
+    if at < 0 or value.find(_KEY, at + 1) >= 0 or value.find(b"{", 1, at) >= 0 or value.find(b"[", 1, at) >= 0:
+        return None
+    start = at + len(_KEY)
+    end = value.find(b'"', start)
+    if end <= start or value.find(b"\\", start, end) >= 0:
+        return None
+    try:
+        return value[start:end].decode()
+    except UnicodeDecodeError:
+        return None
+
+
 def routing_id(kind: Kind, value: bytes | None) -> str | None:
     """The request id the message will decode to, or None when it has none (such a message
     is dead-lettered downstream, so any shard will do). Uses the decoder's own field mapping
@@ -42,6 +64,9 @@ def routing_id(kind: Kind, value: bytes | None) -> str | None:
     there). Never raises."""
     if not value:
         return None
+    fast = _top_level_id(value)
+    if fast is not None:
+        return fast
     try:
         data: Any = orjson.loads(value)
         if not isinstance(data, dict):

@@ -51,6 +51,19 @@ def test_routing_reads_the_id_the_decoder_reads(kind: str, body: dict[str, objec
     assert routing_id(kind, orjson.dumps(body)) == rid  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("raw", "rid"),
+    [
+        (b'{"tags":{"request_id":"nested"},"request_id": "top"}', "top"),  # nested first: parsed
+        (b'{"request_id":"a\\u00e9"}', "a\u00e9"),  # an escape: parsed
+        (b'{"request_id":"x","tags":{"request_id":"x2"}}', "x"),  # twice: parsed
+        (b'{"request_id":"fast","route":"r"}', "fast"),
+    ],
+)
+def test_the_byte_scan_never_reads_another_id_than_the_parser(raw: bytes, rid: str) -> None:
+    assert routing_id("requests", raw) == rid == orjson.loads(raw)["request_id"]
+
+
 @pytest.mark.parametrize("value", [None, b"", b"{oops", b"[1,2]", b'"text"', b'{"request_id": 7}', b'{"request_id": ""}',
                                    b"\xff\xfe", b'{"request_id": null}'])  # fmt: skip
 def test_messages_without_a_readable_id_have_none(value: bytes | None) -> None:
