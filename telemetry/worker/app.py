@@ -126,6 +126,10 @@ def create_app(settings: Settings, pipeline: Pipeline, observer: AlertingObserve
         topic_replication_factor=settings.topic_replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # Faust's own group (subscribed to nothing in batch mode) must not hold a restarted
+        # worker back for Faust's default 60 s after a member died: same timeout as the stages.
+        broker_session_timeout=settings.kafka_session_timeout,
+        broker_heartbeat_interval=max(1.0, settings.kafka_session_timeout / 4),
         stream_buffer_maxsize=max(4 * settings.batch_size, 4096),
         consumer_max_fetch_size=4 * 1024 * 1024,
         producer_max_request_size=max(2 * settings.max_message_bytes, 1_048_576),
