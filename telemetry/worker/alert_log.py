@@ -8,6 +8,7 @@ import time
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaTimeoutError
 
 from telemetry.settings import Settings
@@ -19,15 +20,21 @@ async def published_alert_ids(settings: Settings, since_ms: int) -> set[str]:
     """CloudEvent ids of the committed notifications on the alerts topic at or after
     ``since_ms`` (record time). Raises aiokafka errors (the caller retries transient ones)."""
     topic = settings.alerts_topic
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [p["partition"] for d in described if d["topic"] == topic and not d["error_code"] for p in d["partitions"]]
+    if not partitions:
+        return set()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
         isolation_level="read_committed", **settings.kafka_client_options(),
     )  # fmt: skip
     await consumer.start()
     try:
-        partitions = await consumer.topics() and consumer.partitions_for_topic(topic)
-        if not partitions:
-            return set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
