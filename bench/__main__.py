@@ -6,7 +6,9 @@ Phases (each on its own topics ``bench.<run id>.*``, consumer groups and data di
 2. ceiling: a bare aiokafka consumer process reads them all and ``orjson.loads`` each;
 3. throughput: the worker starts cold and is timed until every event is stored and committed;
 4. alert latency: a fresh worker under steady load, incidents injected, produce-to-alert time;
-5. micro-profile: each per-event step of the worker timed alone in a separate process.
+5. micro-profile: each per-event step of the worker timed alone in a separate process;
+6. ``--workers 1,2``: N workers over one local ClickHouse server, events/s and efficiency per N;
+7. ``--failover``: 2 workers under load, the detection owner SIGKILLed, workers added (bench/workers.py).
 
 Progress goes to stderr; the last line on stdout is one JSON object (see BENCHMARKS.md).
 """
@@ -122,6 +124,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cardinality-routes", type=int, default=50_000)
     p.add_argument("--cardinality-models", type=int, default=20_000)
     p.add_argument("--cardinality-requests", type=int, default=200_000, help="requests per cardinality phase")
+    p.add_argument("--workers", default=None, metavar="N,N,...",
+                   help="scale-out phase: for each N (1..--partitions), N workers over one local ClickHouse server "
+                        "on --workers-requests pre-loaded requests; events/s and per-worker efficiency")
+    p.add_argument("--workers-requests", type=int, default=200_000, help="requests per --workers case")
+    p.add_argument("--skip-workers-embedded", action="store_true",
+                   help="with --workers: do not also run N=1 on the embedded chDB engine for comparison")
+    p.add_argument("--failover", action="store_true",
+                   help="failover phase: 2 workers under steady load, the detection owner SIGKILLed, then a "
+                        "replacement and one more worker added; takeover, catch-up and join times")
+    p.add_argument("--failover-rate", type=float, default=2000.0, help="steady events/s during the failover phase")
+    p.add_argument("--failover-seconds", type=float, default=60.0,
+                   help="least length of the failover phase's load (longer when its steps need it)")
+    p.add_argument("--failover-kill-after", type=float, default=15.0, help="seconds of load before the SIGKILL")
     p.add_argument("--incidents", type=int, default=12, help="incident injections in the latency phase")
     p.add_argument("--load-rate", type=float, default=2000.0, help="steady events/s during the latency phase")
     p.add_argument("--burst-rate", type=float, default=50.0, help="incident events/s on the incident's route")
@@ -134,7 +149,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     o.add_argument("--data-dir", type=Path, default=None, help="where run directories go (default: a temp dir)")
     o.add_argument("--keep", action="store_true", help="keep topics and data directories")
     o.add_argument("--json-out", type=Path, default=None, help="also write every detail as JSON here")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.workers is not None:
+        from bench.workers import parse_worker_counts
+
+        try:
+            args.worker_counts = parse_worker_counts(args.workers, args.partitions)
+        except ValueError as exc:
+            ap.error(str(exc))
+    else:
+        args.worker_counts = []
+    if args.failover and args.partitions < 2:
+        ap.error("--failover needs --partitions >= 2 (two workers, each with a join shard)")
+    return args
 
 
 async def _cleanup_topics(settings: Any, *prefixes: str) -> list[str]:
@@ -191,6 +218,37 @@ async def run_cardinality(args: argparse.Namespace, settings_for: Any) -> dict[s
     return out
 
 
+async def run_several_workers(args: argparse.Namespace, settings_for: Any, root: Path,
+                              broker_pid: int | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:  # fmt: skip
+    """``--workers`` and ``--failover`` (bench/workers.py) on one local ClickHouse server started
+    for them in ``root/clickhouse-server`` and stopped after."""
+    from bench.workers import ClickHouseServer, run_failover, run_scaling
+
+    server = ClickHouseServer(root / "clickhouse-server")
+    dsn = await asyncio.to_thread(server.start)
+    _log(f"workers: ClickHouse server at {dsn} (pid {server.pid}, data {server.data_dir})")
+    workers_res = failover_res = None
+    try:
+        if args.worker_counts:
+            workers_res = await run_scaling(args, settings_for, dsn=dsn, server_pid=server.pid, broker_pid=broker_pid,
+                                            counts=args.worker_counts,
+                                            embedded=1 in args.worker_counts and not args.skip_workers_embedded,
+                                            progress=_log)  # fmt: skip
+            _log(f"workers: events/s {workers_res['events_per_s']}, efficiency {workers_res['efficiency']}, "
+                 f"embedded N=1 {workers_res['embedded_n1_events_per_s']}")  # fmt: skip
+        if args.failover:
+            failover_res = await run_failover(settings_for("failover"), dsn=dsn, partitions=args.partitions,
+                                              rate=args.failover_rate, seconds=args.failover_seconds,
+                                              kill_after_s=args.failover_kill_after, verdict_sample=args.verdict_sample,
+                                              seed=args.seed, progress=_log)  # fmt: skip
+            added = {key: {k: v for k, v in (failover_res.get(key) or {}).items() if k != "shards"}
+                     for key in ("replacement", "add_worker")}  # fmt: skip
+            _log(f"failover: after the kill {failover_res.get('after_kill')}, {added}, exact {failover_res.get('exact')}")
+    finally:
+        await asyncio.to_thread(server.stop)
+    return workers_res, failover_res
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from telemetry.localkafka import broker_status, start_broker
     from telemetry.settings import load_settings
@@ -240,6 +298,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     _log(f"run {run_id}: topics {prefix}*, data {root}; {config}")
     preload_res = throughput_res = ceiling_res = latency_res = micro_res = None
     cardinality_res: dict[str, Any] | None = None
+    workers_res: dict[str, Any] | None = None
+    failover_res: dict[str, Any] | None = None
     try:
         if not args.skip_throughput:
             from bench.kafkautil import create_topics
@@ -285,6 +345,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.cardinality:
             cardinality_res = await run_cardinality(args, settings_for)
 
+        if args.worker_counts or args.failover:
+            workers_res, failover_res = await run_several_workers(args, settings_for, root, status.pid)
+
         if not args.skip_latency:
             from bench.latency import run_latency
 
@@ -314,6 +377,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         seconds=time.monotonic() - started)  # fmt: skip
     if cardinality_res is not None:
         summary["cardinality"] = cardinality_res
+    if args.worker_counts:
+        summary["workers"] = workers_res
+    if args.failover:
+        summary["failover"] = failover_res
+    for extra in ("workers", "failover"):
+        # an incomplete or inexact scale-out or failover phase fails the run like a throughput timeout
+        if extra in summary and not (summary[extra] or {}).get("complete"):
+            summary["complete"] = False
     if args.json_out:
         detail = {"summary": summary, "preload": preload_res, "ceiling": ceiling_res, "throughput": throughput_res,
                   "latency": latency_res, "micro": micro_res}  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["STAGES", "format_summary", "probe_profile", "stage_profile", "summarize"]
+__all__ = ["STAGES", "format_failover", "format_summary", "format_workers", "probe_profile", "stage_profile", "summarize"]
 
 STAGES = ("decode_validate_price", "lookup", "join", "insert", "dead_letter", "detect_alert")
 """The pipeline's ``stage_seconds`` keys, in the order a batch goes through them."""
@@ -198,5 +198,47 @@ def format_summary(s: dict[str, Any]) -> str:
     micro = s.get("micro_us_per_event")
     if micro:
         lines.append("  micro       " + ", ".join(f"{k} {_fmt(v.get('us_per_event'), '.1f')}" for k, v in micro.items()))
+    lines += format_workers(s.get("workers")) + format_failover(s.get("failover"))
     lines.append(f"  total       {_fmt(s['seconds'], '.1f')} s")
     return "\n".join(lines)
+
+
+def format_workers(w: dict[str, Any] | None) -> list[str]:
+    """The ``--workers`` lines: events/s, efficiency, peak RSS and CPU per N."""
+    if not w:
+        return []
+    lines = [f"  workers     {_fmt(w.get('requests'))} requests per case, {_fmt(w.get('partitions'))} shards"
+             f"{'' if w.get('complete') else ' INCOMPLETE'}"]
+    for c in w.get("cases") or []:
+        name = f"N={c.get('workers')} {c.get('engine')}"
+        eff = (f", efficiency {_fmt(c.get('efficiency'), '.2f')} / {_fmt(c.get('efficiency_settled'), '.2f')}"
+               if c.get("engine") == "server" else "")
+        rss = "/".join(_fmt(f.get("peak_rss_mib"), ",.0f") for f in c.get("per_worker") or [])
+        cores = ", ".join(f"{k} {_fmt(v, '.2f')}" for k, v in (c.get("cpu_cores") or {}).items())
+        lines.append(f"    {name:<13} {_fmt(c.get('events_per_s'))} events/s from spawn, {_fmt(c.get('events_per_s_settled'))}/s "
+                     f"once all own shards ({_fmt(c.get('settled_s'), '.1f')} s){eff}; exact {c.get('exact')}; "
+                     f"peak RSS {rss} MiB; cores: {cores}")
+    return lines
+
+
+def format_failover(f: dict[str, Any] | None) -> list[str]:
+    """The ``--failover`` lines: takeover after the SIGKILL, catch-up, and the workers added after."""
+    if not f:
+        return []
+    k = f.get("after_kill") or {}
+    lines = [
+        (f"  failover    SIGKILL of the {'detection owner' if f.get('victim_was_detection_owner') else 'worker'} "
+         f"at {_fmt(f.get('rate'))} events/s, session timeout {_fmt(f.get('session_timeout_s'), 'g')} s; "
+         f"exact {f.get('exact')}{'' if f.get('complete') else ' INCOMPLETE'}"),
+        (f"    after kill  all shards {_fmt(k.get('shards_all'), '.1f')} s, counters moving "
+         f"{_fmt(k.get('counters_moving'), '.1f')} s, detection owner {_fmt(k.get('detection_owner'), '.1f')} s, "
+         f"caught up {_fmt(k.get('caught_up'), '.1f')} s (peak delay {_fmt(k.get('peak_delay_s'), '.1f')} s; "
+         f"before: {_fmt((f.get('baseline_delay_s') or {}).get('max'), '.1f')} s)"),
+    ]
+    for key, name in (("replacement", "replacement"), ("add_worker", "scale-up")):
+        a = f.get(key)
+        if a:
+            lines.append(f"    {name:<11} ready {_fmt(a.get('ready_s'), '.1f')} s, owns a shard "
+                         f"{_fmt(a.get('owns_shard_s'), '.1f')} s after spawn (peak delay {_fmt(a.get('peak_delay_s'), '.1f')} s); "
+                         f"others' PIDs unchanged {a.get('others_pid_unchanged')}")
+    return lines
