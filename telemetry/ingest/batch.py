@@ -16,7 +16,7 @@ from telemetry.contracts.verdict import VerdictEvent
 from telemetry.errors import BadInput
 from telemetry.ingest.deadletter import DeadLetter
 from telemetry.ingest.join import PricedRequest
-from telemetry.ingest.shard import shard_of
+from telemetry.ingest.shard import channel, shard_of
 from telemetry.pricing import PriceBook
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ class DecodedBatch:
     requests: list[PricedRequest] = field(default_factory=list)
     verdicts: list[VerdictEvent] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
-    # Largest accepted event time per source (topic, partition): the detectors' clock input.
+    # Largest accepted event time per source (topic, channel: the input partition, and with
+    # several shards the shard too, see telemetry.ingest.shard.channel): the detectors' clock input.
     event_times: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def saw(self, topic: str, partition: int, ts_ms: int) -> None:
@@ -120,7 +121,7 @@ def decode_requests(
             logged = True
             continue
         out.requests.append(priced)
-        out.saw(m.topic, m.partition, event.ts)
+        out.saw(m.topic, channel(m.partition, m.shard, shards), event.ts)
     return out
 
 
@@ -149,5 +150,5 @@ def decode_verdicts(
             logged = True
             continue
         out.verdicts.append(verdict)
-        out.saw(m.topic, m.partition, verdict.ts)
+        out.saw(m.topic, channel(m.partition, m.shard, shards), verdict.ts)
     return out

@@ -56,6 +56,18 @@ def _top_level_id(value: bytes) -> str | None:
         return None
 
 
+SHARD_STRIDE = 4096
+"""Channels of the detectors' clock: input partition ``p`` through shard ``s`` is partition number
+``p * SHARD_STRIDE + s`` of its topic (at most 4096 shards)."""
+
+
+def channel(partition: int, shard: int, shards: int) -> int:
+    """The clock source of messages of input ``partition`` that went through ``shard``. Each
+    (partition, shard) is one ordered stream, so the clock, the slowest stream, waits for a
+    shard that lags (a worker taking it over, a backlog) instead of running ahead of its events."""
+    return partition if shards == 1 else partition * SHARD_STRIDE + shard
+
+
 def routing_id(kind: Kind, value: bytes | None) -> str | None:
     """The request id the message will decode to, or None when it has none (such a message
     is dead-lettered downstream, so any shard will do). Uses the decoder's own field mapping

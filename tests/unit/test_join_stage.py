@@ -325,3 +325,21 @@ def test_records_fetched_for_an_assigned_shard_before_its_state_loaded_are_read_
     w.assign(0, 1)
     assert [k for k, _ in w.batch(records)] == ["rows", "facts", "commit"]
     assert count(engine, f"SELECT count() FROM {database}.requests") == 2
+
+
+def test_a_lagging_shard_holds_the_detectors_clock(engine: Client, database: str, tmp_path: Path) -> None:
+    """One input partition feeds every shard. When shard 1 lags (its worker is taking it over,
+    or it has a backlog), the clock must wait for it: before, both shards' events counted as
+    one source, the clock ran 20 minutes ahead of shard 1's traffic and its routes looked
+    silent (false TrafficStopped pages during a backfill)."""
+    from telemetry.detect.clock import EventClock
+
+    w = Worker(engine, database, tmp_path)
+    w.assign(0, 1)
+    slow, fast = ids_of_shard(1, 1)[0], ids_of_shard(0, 1)[0]
+    behind = w.batch(w.records("requests", [request(slow, ts=NOW - 21 * 60_000)]))
+    ahead = w.batch(w.records("requests", [request(fast)]))
+    clock = EventClock(max_skew_ms=10**12, idle_ms=30_000, primary_topic="s.requests")
+    for effects in (behind, ahead):
+        clock.observe(next(v for k, v in effects if k == "facts").event_times, wall_ms=NOW)
+    assert clock.now_ms == NOW - 21 * 60_000
