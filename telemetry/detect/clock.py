@@ -8,7 +8,8 @@ accepted from it. The clock is the *smallest* watermark among the request partit
 partition that is far behind holds the clock back until it catches up or goes quiet, and one
 partition carrying a clock error cannot pull the others forward. Verdict partitions carry
 judging times and are paused while they run ahead of a backlog of requests, so they set the
-clock only when no request partition is active. The clock never goes back. It is also never ahead of wall time plus
+clock only when no request partition is active, and then never past the newest request seen.
+The clock never goes back. It is also never ahead of wall time plus
 ``max_skew_ms``: events beyond that are refused at ingest (``ts_in_future``), and a clock
 restored from a saved state that is ahead is pulled back (:meth:`EventClock.repair`).
 
@@ -51,7 +52,16 @@ class EventClock:
         self.last_event_wall_ms = wall_ms
         active = [s for s, seen in self.last_seen_wall_ms.items() if wall_ms - seen < self.idle_ms]
         primary = [self.watermarks[s] for s in active if s[0] == self.primary_topic]
-        candidate = min(primary) if primary else min(self.watermarks[s] for s in active)
+        if primary:
+            candidate = min(primary)
+        else:
+            candidate = min(self.watermarks[s] for s in active)
+            # Verdicts are judged up to hours after their requests: once the requests went quiet
+            # (a backfill's requests all read, its verdicts still flowing), they must not carry
+            # the clock past the requests seen, or every route looks silent. Idle time advances it.
+            seen = [ts for s, ts in self.watermarks.items() if s[0] == self.primary_topic]
+            if seen:
+                candidate = min(candidate, max(seen))
         self._advance_to(candidate, wall_ms)
         self.idle_since_now_ms = self.now_ms
 

@@ -108,7 +108,7 @@ class BatchConsumer:
             auto_offset_reset="earliest",
             max_poll_records=64,  # bundles: each holds up to 1 MiB of messages
             fetch_max_bytes=32 * 1024 * 1024,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+            max_partition_fetch_bytes=1024 * 1024 + 65536,  # about one bundle per shard per fetch: shards advance together
             isolation_level="read_committed",
             partition_assignment_strategy=(RangePartitionAssignor,),
             session_timeout_ms=int(s.kafka_session_timeout * 1000),

@@ -94,7 +94,7 @@ class Repartitioner:
             auto_offset_reset="earliest",
             max_poll_records=s.batch_size,
             fetch_max_bytes=16 * 1024 * 1024,
-            max_partition_fetch_bytes=2 * 1024 * 1024,
+            max_partition_fetch_bytes=512 * 1024,  # input partitions advance together (event time)
             isolation_level="read_committed",
             session_timeout_ms=int(s.kafka_session_timeout * 1000),
             heartbeat_interval_ms=max(1000, int(s.kafka_session_timeout * 1000) // 4),

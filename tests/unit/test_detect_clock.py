@@ -78,3 +78,14 @@ def test_verdict_partitions_set_the_clock_only_without_request_traffic() -> None
     assert c.tick(WALL) == WALL - 90 * MIN
     c.observe({("r", 0): WALL - 10 * MIN, ("v", 0): WALL - 80 * MIN}, WALL + 1000)
     assert c.tick(WALL + 1000) == WALL - 10 * MIN  # a paused, lagging verdict partition holds nothing back
+
+
+def test_verdicts_judged_hours_later_do_not_carry_the_clock_past_the_requests() -> None:
+    """A backfill: every request read, its verdicts (judged up to hours later) still flowing.
+    Before, the verdict partitions then set the clock 3 h past the last request, and every
+    route looked silent (TrafficStopped for all routes, seen by python -m bench)."""
+    clock = EventClock(max_skew_ms=10**12, idle_ms=30_000, primary_topic="llm.requests")
+    clock.observe({("llm.requests", 0): 1_000_000, ("llm.verdicts", 0): 1_000_000}, wall_ms=0)
+    clock.observe({("llm.verdicts", 0): 1_000_000 + 3 * 3_600_000}, wall_ms=40_000)  # requests idle for 40 s
+    assert clock.now_ms == 1_000_000
+    assert clock.tick(wall_ms=80_000) == 1_000_000 + 40_000  # then only idle time moves it
