@@ -25,22 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from collections.abc import Mapping
-
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from telemetry.ingest import bundle
 from telemetry.ingest.batch import RawMessage
-from telemetry.retry import RetryPolicy
 from telemetry.settings import Settings
 from telemetry.worker.durability import PreparedBatch
-from telemetry.worker.kafka_errors import is_transient_kafka_error
+from telemetry.worker.kafka_in import Batch, commit_assigned, fill_batch, group_options
 from telemetry.worker.pipeline import Pipeline, die
 
 log = logging.getLogger(__name__)
@@ -95,9 +90,6 @@ class BatchConsumer:
         self._stopping = asyncio.Event()
         self._inflight: asyncio.Future[None] | None = None
         self.busy = asyncio.Lock()
-        # Only transient errors are retried (kafka_errors): CommitFailedError, authorization and
-        # the like would fail forever.
-        self._commit_retry = RetryPolicy(is_transient=is_transient_kafka_error)
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         s = self.settings
@@ -111,9 +103,8 @@ class BatchConsumer:
             max_partition_fetch_bytes=1024 * 1024 + 65536,  # about one bundle per shard per fetch: shards advance together
             isolation_level="read_committed",
             partition_assignment_strategy=(RangePartitionAssignor,),
-            session_timeout_ms=int(s.kafka_session_timeout * 1000),
-            heartbeat_interval_ms=max(1000, int(s.kafka_session_timeout * 1000) // 4),
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+            **group_options(s),
             **s.kafka_client_options(),
         )
 
@@ -140,23 +131,13 @@ class BatchConsumer:
     async def stop(self) -> None:
         self._stopping.set()
 
-    async def _fill_batch(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Bundles holding up to about ``batch_size`` messages, waiting at most ``batch_seconds``."""
-        s = self.settings
-        deadline = time.monotonic() + s.batch_seconds
-        batch: dict[TopicPartition, list[ConsumerRecord]] = {}
-        approx = 0
-        while approx < s.batch_size and not self._stopping.is_set():
-            left_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
-            fetched = await consumer.getmany(timeout_ms=left_ms, max_records=64)
-            for tp, records in fetched.items():
-                batch.setdefault(tp, []).extend(records)
-                approx += sum(max(1, len(r.value or b"") // 400) for r in records)
-            if left_ms == 0 or (not fetched and batch):
-                break
-        return batch
+    async def _fill_batch(self, consumer: AIOKafkaConsumer) -> Batch:
+        """Bundles holding up to about ``batch_size`` messages (~400 bytes each), waiting at most
+        ``batch_seconds``."""
+        return await fill_batch(consumer, self.settings, self._stopping, max_records=64,
+                                weight=lambda r: max(1, len(r.value or b"") // 400))  # fmt: skip
 
-    async def _process(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def _process(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
         """Prepare one batch (only the shards still owned: a revocation may have come between
         the fetch and here), then hand it to the completion task after the previous one."""
         s = self.settings
@@ -211,18 +192,7 @@ class BatchConsumer:
             die("storing a batch failed", exc)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int]) -> None:
-        # A rebalance while the batch was stored may have revoked some of its partitions: their
-        # new owner re-reads them; committing them would raise IllegalStateError forever.
-        assigned = consumer.assignment()
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
-        if not offsets:
-            return
-        try:
-            await self._commit_retry.run("kafka commit", lambda: consumer.commit(offsets))
-        except (CommitFailedError, IllegalStateError):
-            # The group rebalanced: these partitions belong to another member now, which will
-            # re-read the batch; the idempotent writes make that harmless.
-            log.warning("commit failed after a rebalance; the batch will be redelivered")
+        await commit_assigned(consumer, offsets)
 
     async def _requests_backlog(self, consumer: AIOKafkaConsumer) -> bool:
         """True when some assigned requests partition has records not yet returned to us."""

@@ -27,6 +27,7 @@ from telemetry.retry import RetryPolicy
 from telemetry.settings import Settings
 from telemetry.worker.alerting import AlertingObserver
 from telemetry.worker.consumer import MAX_POLL_INTERVAL_MS
+from telemetry.worker.kafka_in import group_options
 from telemetry.worker.pipeline import die
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,8 @@ class DetectionOwner:
             max_poll_records=50,
             max_partition_fetch_bytes=8 * 1024 * 1024,
             isolation_level="read_committed",
-            session_timeout_ms=int(s.kafka_session_timeout * 1000),
-            heartbeat_interval_ms=max(1000, int(s.kafka_session_timeout * 1000) // 4),
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,  # a save waiting out a ClickHouse outage keeps detection here
+            **group_options(s),
             **s.kafka_client_options(),
         )
         await self.retry.run("kafka consumer start", consumer.start)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -27,6 +28,14 @@ def new_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+async def send_and_wait(producer: AIOKafkaProducer, records: Sequence[tuple[str, int, bytes]]) -> None:
+    """Send ``(topic, partition, value)`` records and wait until the broker has every one
+    (acks=all); raises the first send's error (the caller retries the whole list: the readers
+    of the internal topics recognise a repeat)."""
+    futures = [await producer.send(topic, value, partition=partition) for topic, partition, value in records]
+    await asyncio.gather(*futures)
 
 
 INTERNAL_MAX_BYTES = 8 * 1024 * 1024

@@ -42,6 +42,7 @@ from telemetry.storage.migrate import migrate
 from telemetry.storage.store import Store
 from telemetry.worker.durability import PreparedBatch, make_durable
 from telemetry.worker.kafka_errors import is_transient_kafka_error, publish_dead_letters
+from telemetry.worker.kafka_out import send_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -296,14 +297,9 @@ class Pipeline:
                                  [f for o in outcomes for f in verdict_facts(o)], times)  # fmt: skip
         if not records:
             return
-        topic = self.settings.facts_topic
-
-        async def send_all() -> None:
-            futures = [await producer.send(topic, record, partition=0) for record in records]
-            await asyncio.gather(*futures)
-
+        planned = [(self.settings.facts_topic, 0, record) for record in records]
         try:
-            await self.retry.run("publish facts", send_all)
+            await self.retry.run("publish facts", lambda: send_and_wait(producer, planned))
         except KafkaError as exc:
             self.counters["facts.publish_failed"] += 1
             log.error("facts could not be published; the detectors miss this batch (the tables have it)",

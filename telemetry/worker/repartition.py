@@ -18,21 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from telemetry.ingest import bundle
 from telemetry.ingest.bundle import Forward
 from telemetry.ingest.shard import Kind, routing_id, shard_of
 from telemetry.retry import RetryPolicy
 from telemetry.settings import Settings
-from telemetry.worker.kafka_errors import is_transient_kafka_error
-from telemetry.worker.kafka_out import INTERNAL_MAX_BYTES, new_producer
+from telemetry.worker.kafka_in import Batch, commit_assigned, fill_batch, group_options
+from telemetry.worker.kafka_out import INTERNAL_MAX_BYTES, new_producer, send_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +73,6 @@ class Repartitioner:
         self.busy = asyncio.Lock()
         self.counters: Counter[str] = Counter()
         self._stopping = asyncio.Event()
-        self._commit_retry = RetryPolicy(is_transient=is_transient_kafka_error)
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
 
@@ -96,15 +93,14 @@ class Repartitioner:
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=512 * 1024,  # input partitions advance together (event time)
             isolation_level="read_committed",
-            session_timeout_ms=int(s.kafka_session_timeout * 1000),
-            heartbeat_interval_ms=max(1000, int(s.kafka_session_timeout * 1000) // 4),
+            **group_options(s),
             **s.kafka_client_options(),
         )
         await self.retry.run("kafka consumer start", consumer.start)
         consumer.subscribe([s.requests_topic, s.verdicts_topic], listener=_DrainOnRevoke(self))
         try:
             while not self._stopping.is_set():
-                batch = await self._fill(consumer)
+                batch = await fill_batch(consumer, s, self._stopping, max_records=s.batch_size)
                 if batch:
                     async with self.busy:
                         await self.forward(consumer, batch)
@@ -115,22 +111,7 @@ class Repartitioner:
     async def stop(self) -> None:
         self._stopping.set()
 
-    async def _fill(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
-        s = self.settings
-        deadline = time.monotonic() + s.batch_seconds
-        batch: dict[TopicPartition, list[ConsumerRecord]] = {}
-        count = 0
-        while count < s.batch_size and not self._stopping.is_set():
-            left_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
-            fetched = await consumer.getmany(timeout_ms=left_ms, max_records=s.batch_size - count)
-            for tp, records in fetched.items():
-                batch.setdefault(tp, []).extend(records)
-                count += len(records)
-            if left_ms == 0 or (not fetched and count):
-                break
-        return batch
-
-    async def forward(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def forward(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
         """Forward one batch and commit its input offsets (only those still assigned)."""
         producer = self.producer
         assert producer is not None
@@ -144,16 +125,7 @@ class Repartitioner:
             for shard, group in bundle.plan(forwards(kind, records, self.shards), BUNDLE_BYTES):
                 planned.append((self._topic_of(kind), shard, bundle.encode(group)))
 
-        async def send_all() -> None:
-            futures = [await producer.send(topic, value, partition=shard) for topic, shard, value in planned]
-            await asyncio.gather(*futures)
-
-        await self.retry.run("forward to shards", send_all)
+        await self.retry.run("forward to shards", lambda: send_and_wait(producer, planned))
         self.counters["repartition.messages"] += sum(len(r) for r in batch.values())
         self.counters["repartition.bundles"] += len(planned)
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
-        try:
-            await self._commit_retry.run("kafka commit", lambda: consumer.commit(offsets))
-        except (CommitFailedError, IllegalStateError):
-            log.warning("input commit failed after a rebalance; the new owner forwards the batch again "
-                        "(the join recognises the repeats)")  # fmt: skip
+        await commit_assigned(consumer, {tp: records[-1].offset + 1 for tp, records in batch.items()})

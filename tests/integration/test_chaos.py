@@ -28,7 +28,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import clickhouse_connect
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
