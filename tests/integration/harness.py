@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import json
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +100,25 @@ def produce_with_kcat(settings: Settings, topic: str, values: Iterable[dict[str,
         input="\n".join(lines).encode(), check=True, timeout=60,
     )  # fmt: skip
     return len(lines)
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that records every JSON body it gets, by path."""
+
+    def __init__(self) -> None:
+        self.bodies: list[tuple[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                outer.bodies.append((self.path, json.loads(self.rfile.read(length))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -5,11 +5,8 @@ route raises none."""
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +17,11 @@ from aiokafka import AIOKafkaConsumer
 from telemetry.settings import Settings
 from telemetry.simulate import load_scenario, simulate
 from telemetry.simulate.scoring import FiredAlert, score
-from tests.integration.harness import Worker
+from tests.integration.harness import Receiver, Worker
 
 pytestmark = pytest.mark.integration
 SCENARIO = Path(__file__).resolve().parents[1] / "data" / "short.toml"
 ALLOWED = {("ErrorStorm", "sales.email"), ("TierSwitch", "docs.summarize"), ("CostSpike", "docs.summarize")}
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that records every JSON body it gets, by path."""
-
-    def __init__(self) -> None:
-        self.bodies: list[tuple[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length", 0))
-                outer.bodies.append((self.path, json.loads(self.rfile.read(length))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture

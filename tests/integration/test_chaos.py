@@ -14,17 +14,14 @@ stopped and started again.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -37,35 +34,13 @@ from telemetry.settings import Settings
 from telemetry.simulate import load_scenario
 from telemetry.simulate.generator import SimEvent, TrafficGenerator
 from telemetry.simulate.scoring import FiredAlert
-from tests.integration.harness import Worker, free_port
+from tests.integration.harness import Receiver, Worker, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 SCENARIO = Path(__file__).resolve().parents[1] / "data" / "short.toml"
 ALLOWED = {("ErrorStorm", "sales.email"), ("TierSwitch", "docs.summarize"), ("CostSpike", "docs.summarize")}
 WORKERS = 3
 CHUNKS = 8
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that records every JSON body it gets."""
-
-    def __init__(self) -> None:
-        self.bodies: list[Any] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length", 0))
-                outer.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture
@@ -300,7 +275,7 @@ def test_three_workers_killed_and_restarted_keep_every_table_exact_and_page_once
     assert sorted(e["id"] for e in topic_events) == sorted(a["id"] for a in alerts)
     # The receiver deduplicates by notification id (as PagerDuty does by dedup_key): one per key.
     hook = defaultdict(set)
-    for b in receiver.bodies:
+    for _, b in receiver.bodies:
         hook[(b["labels"]["alertname"], b["labels"]["route"], b["labels"].get("model", ""), b["status"])].add(
             f"{b['fingerprint']}-{b['sequence']}-{b['starts_at']}")
     assert {k: len(v) for k, v in hook.items()} == dict.fromkeys(table, 1), (hook, context)
