@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from telemetry.otlp.genai import SpanMapping
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -27,6 +30,10 @@ def parse_duration(value: object) -> object:
         if match:
             return float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
     return value
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
@@ -106,6 +113,35 @@ class Settings(BaseSettings):
     delivery_max_age_hours: float = Field(
         24.0, gt=0, description="A notification not delivered to a channel within this time is marked failed."
     )
+    # --- OpenTelemetry (OTLP from the Collector's Kafka exporter) ---------------------------
+    otlp_spans_topic: str = Field(
+        "otlp_spans", description="Topic of OTLP traces (the Collector's Kafka exporter default; no prefix). Empty: not read."
+    )
+    otlp_logs_topic: str = Field(
+        "otlp_logs", description="Topic of OTLP logs (evaluation records; no prefix). Empty: not read."
+    )
+    otlp_encoding: Literal["auto", "otlp_proto", "otlp_json"] = Field(
+        "auto", description="Encoding of OTLP messages; auto: told apart per message (JSON starts with `{`)."
+    )
+    otlp_operations: str = Field(
+        "chat,text_completion,generate_content,embeddings",
+        description="GenAI operations (`gen_ai.operation.name`) that become requests, comma separated.",
+    )
+    otlp_route_attributes: str = Field(
+        "llm.route,gen_ai.agent.name",
+        description="Attributes naming a span's route, in order (span, then resource); none: `<service.name>.<operation>`.",
+    )
+    otlp_team_attributes: str = Field("llm.team,team", description="Attributes naming a span's team, in order.")
+    otlp_prompt_version_attributes: str = Field(
+        "llm.prompt.version,llm.prompt_template.version,traceloop.prompt.version",
+        description="Attributes naming a span's prompt version, in order.",
+    )
+    otlp_experiment_attributes: str = Field("llm.experiment", description="Attributes naming a span's experiment arm.")
+    otlp_evaluation_kind_attributes: str = Field(
+        "llm.evaluation.kind",
+        description="Attributes of an evaluation giving its verdict kind (online, human, closed_book, gold_context, ...).",
+    )
+
     prices_file: Path | None = Field(None, description="TOML price overrides for private/negotiated models.")
     routes_file: Path | None = Field(None, description="TOML per-route config: owners, SLOs, budgets, channels.")
 
@@ -147,6 +183,30 @@ class Settings(BaseSettings):
     @property
     def alerts_topic(self) -> str:
         return f"{self.topic_prefix}alerts"
+
+    @property
+    def request_topics(self) -> frozenset[str]:
+        """Topics whose events are requests: the detectors' clock follows them (OTLP traces carry
+        the evaluations attached to their spans too, timed within the span)."""
+        return frozenset(t for t in (self.requests_topic, self.otlp_spans_topic) if t)
+
+    @property
+    def otlp_topics(self) -> list[str]:
+        """The OTLP topics read (traces first), without the disabled ones."""
+        return [t for t in (self.otlp_spans_topic, self.otlp_logs_topic) if t]
+
+    def span_mapping(self) -> SpanMapping:
+        """How spans map to requests (the ``TELEMETRY_OTLP_*`` attribute lists)."""
+        from telemetry.otlp.genai import SpanMapping
+
+        return SpanMapping(
+            route=_names(self.otlp_route_attributes),
+            team=_names(self.otlp_team_attributes),
+            prompt_version=_names(self.otlp_prompt_version_attributes),
+            experiment=_names(self.otlp_experiment_attributes),
+            evaluation_kind=_names(self.otlp_evaluation_kind_attributes),
+            operations=frozenset(_names(self.otlp_operations)),
+        )
 
     @property
     def resolved_clickhouse_dsn(self) -> str:

@@ -47,6 +47,8 @@ REASONS: dict[str, str] = {
     "ts_in_future": "ts more than TELEMETRY_MAX_FUTURE_SKEW ahead of the worker's clock",
     "ambiguous_request_id": "the request id the repartition stage routed the message by differs from the one "
     "the contract decodes (e.g. request_id given twice)",
+    "otlp_invalid": "an OTLP message that cannot be read at all (truncated or corrupt protobuf, not OTLP/JSON): "
+    "the whole message",
     "decode_error": "an unexpected exception while decoding, validating or pricing this one message "
     "(the detail starts with the exception class)",
 }

@@ -4,7 +4,7 @@ Pure: wall time is an argument, nothing here reads a clock.
 
 Each input source (a ``(topic, partition)``) has its own watermark, the largest event time
 accepted from it. The clock is the *smallest* watermark among the request partitions (the
-``primary_topic``) that delivered something within the last ``idle_ms`` of wall time: a
+``primary_topics``: the requests topic and the OTLP traces topic) that delivered something within the last ``idle_ms`` of wall time: a
 partition that is far behind holds the clock back until it catches up or goes quiet, and one
 partition carrying a clock error cannot pull the others forward. Verdict partitions carry
 judging times and are paused while they run ahead of a backlog of requests, so they set the
@@ -34,7 +34,7 @@ class EventClock:
 
     max_skew_ms: int
     idle_ms: int
-    primary_topic: str = ""
+    primary_topics: frozenset[str] = frozenset()
     now_ms: int = 0
     watermarks: dict[Source, int] = field(default_factory=dict)
     last_seen_wall_ms: dict[Source, int] = field(default_factory=dict)
@@ -51,7 +51,7 @@ class EventClock:
             self.last_seen_wall_ms[source] = wall_ms
         self.last_event_wall_ms = wall_ms
         active = [s for s, seen in self.last_seen_wall_ms.items() if wall_ms - seen < self.idle_ms]
-        primary = [self.watermarks[s] for s in active if s[0] == self.primary_topic]
+        primary = [self.watermarks[s] for s in active if s[0] in self.primary_topics]
         if primary:
             candidate = min(primary)
         else:
@@ -59,7 +59,7 @@ class EventClock:
             # Verdicts are judged up to hours after their requests: once the requests went quiet
             # (a backfill's requests all read, its verdicts still flowing), they must not carry
             # the clock past the requests seen, or every route looks silent. Idle time advances it.
-            seen = [ts for s, ts in self.watermarks.items() if s[0] == self.primary_topic]
+            seen = [ts for s, ts in self.watermarks.items() if s[0] in self.primary_topics]
             if seen:
                 candidate = min(candidate, max(seen))
         self._advance_to(candidate, wall_ms)

@@ -35,6 +35,11 @@ class RawMessage:
     key: bytes | None
     value: bytes | None
     shard: int = 0
+    item: int = 0
+    """0: the message itself; n >= 1: the n-th event of an OTLP message (telemetry.otlp.split)."""
+    refusal: BadInput | None = None
+    """Set when the message was refused before it got here (an OTLP message or span that could
+    not be read or mapped): it becomes a dead letter with this reason."""
 
 
 @dataclass(slots=True)
@@ -53,7 +58,7 @@ class DecodedBatch:
 
     def reject(self, m: RawMessage, error: BadInput, now_ms: int) -> None:
         self.dead.append(DeadLetter.of(error, topic=m.topic, partition=m.partition, offset=m.offset,
-                                       key=m.key, value=m.value, received_ms=now_ms))  # fmt: skip
+                                       key=m.key, value=m.value, received_ms=now_ms, item=m.item))  # fmt: skip
 
 
 def _latest(now_ms: int, max_future_ms: int | None) -> int:
@@ -95,6 +100,9 @@ def decode_requests(
     cost = prices.cost
     logged = False
     for m in messages:
+        if m.refusal is not None:
+            out.reject(m, m.refusal, now_ms)
+            continue
         try:
             event = decode_request(m.value, max_bytes)
             if event.ts > latest:
@@ -135,6 +143,9 @@ def decode_verdicts(
     latest = _latest(now_ms, max_future_ms)
     logged = False
     for m in messages:
+        if m.refusal is not None:
+            out.reject(m, m.refusal, now_ms)
+            continue
         try:
             verdict = decode_verdict(m.value, max_bytes)
             if verdict.ts > latest:

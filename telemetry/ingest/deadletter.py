@@ -30,16 +30,18 @@ class DeadLetter:
     reason: str
     detail: str
     received_ms: int
+    item: int = 0
+    """0: the whole message; n >= 1: the n-th event an OTLP message carries (telemetry.otlp.split)."""
 
     @classmethod
     def of(cls, error: BadInput, *, topic: str, partition: int, offset: int,
-           key: bytes | None, value: bytes | None, received_ms: int) -> DeadLetter:  # fmt: skip
-        return cls(topic, partition, offset, key, value, error.reason, printable(error.detail), received_ms)
+           key: bytes | None, value: bytes | None, received_ms: int, item: int = 0) -> DeadLetter:  # fmt: skip
+        return cls(topic, partition, offset, key, value, error.reason, printable(error.detail), received_ms, item)
 
     @property
-    def coordinates(self) -> tuple[str, int, int]:
-        """(topic, partition, offset) of the source message: a dead letter's identity."""
-        return (self.topic, self.partition, self.offset)
+    def coordinates(self) -> tuple[str, int, int, int]:
+        """(topic, partition, offset, item) of the source message: a dead letter's identity."""
+        return (self.topic, self.partition, self.offset, self.item)
 
     @property
     def size(self) -> int:
@@ -59,4 +61,4 @@ class DeadLetter:
             ("dlq.source.topic", self.topic.encode()),
             ("dlq.source.partition", str(self.partition).encode()),
             ("dlq.source.offset", str(self.offset).encode()),
-        ]
+        ] + ([("dlq.source.item", str(self.item).encode())] if self.item else [])

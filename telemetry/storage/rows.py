@@ -29,7 +29,7 @@ PENDING_COLUMNS = [
 
 DEAD_LETTER_COLUMNS = [
     "received_at", "source_topic", "source_partition", "source_offset", "reason", "detail", "size_bytes",
-    "message_key",
+    "message_key", "source_item",
 ]  # fmt: skip
 
 
@@ -78,7 +78,7 @@ def pending_from_row(row: Sequence[Any]) -> VerdictEvent:
 
 def dead_letter_rows(batch: Sequence[DeadLetter]) -> list[list[object]]:
     return [
-        [d.received_ms, d.topic, d.partition, d.offset, d.reason, d.detail[:2000], d.size, d.key_text]
+        [d.received_ms, d.topic, d.partition, d.offset, d.reason, d.detail[:2000], d.size, d.key_text, d.item]
         for d in batch
     ]
 

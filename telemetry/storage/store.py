@@ -123,22 +123,22 @@ class Store:
             "dead_letters",
             R.dead_letter_rows(letters),
             R.DEAD_LETTER_COLUMNS,
-            _token("dead", (f"{d.topic}:{d.partition}:{d.offset}" for d in letters)),
+            _token("dead", (f"{d.topic}:{d.partition}:{d.offset}:{d.item}" for d in letters)),
         )
 
-    def recorded_dead_letters(self, letters: Sequence[DeadLetter]) -> set[tuple[str, int, int]]:
-        """The (topic, partition, offset) already in ``dead_letters`` among those of ``letters``
+    def recorded_dead_letters(self, letters: Sequence[DeadLetter]) -> set[tuple[str, int, int, int]]:
+        """The (topic, partition, offset, item) already in ``dead_letters`` among those of ``letters``
         (a superset filter: callers test membership)."""
         if not letters:
             return set()
         topics = sorted({d.topic for d in letters})
         low = min(d.offset for d in letters)
         result = self.client.query(
-            f"SELECT source_topic, source_partition, source_offset FROM {self.db}.dead_letters "
+            f"SELECT source_topic, source_partition, source_offset, source_item FROM {self.db}.dead_letters "
             "WHERE source_topic IN %(topics)s AND source_offset >= %(low)s",
             parameters={"topics": topics, "low": low},
         )
-        return {(str(t), int(p), int(o)) for t, p, o in result.result_rows}
+        return {(str(t), int(p), int(o), int(i)) for t, p, o, i in result.result_rows}
 
     # -- lookups --------------------------------------------------------------------------------
     def lookup(self, request_ids: Iterable[str]) -> Lookup:

@@ -88,7 +88,7 @@ class AlertingObserver:
         self.event_clock = EventClock(
             max_skew_ms=int(settings.max_future_skew * 1000),
             idle_ms=int(settings.event_time_idle_seconds * 1000),
-            primary_topic=settings.requests_topic,
+            primary_topics=settings.request_topics,
         )
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
@@ -119,7 +119,7 @@ class AlertingObserver:
         assert store is not None, "start() first"
         self.engine = DetectionEngine(self.routes, env=self.settings.env, limits=self.limits)
         self.event_clock = EventClock(max_skew_ms=self.event_clock.max_skew_ms, idle_ms=self.event_clock.idle_ms,
-                                      primary_topic=self.settings.requests_topic)  # fmt: skip
+                                      primary_topics=self.settings.request_topics)  # fmt: skip
         saved = await self.retry.run("load detector state", lambda: asyncio.to_thread(store.load_state, STATE_KEY))
         saved_clock = await self.retry.run("load event clock", lambda: asyncio.to_thread(store.load_state, CLOCK_KEY))
         saved_position = await self.retry.run("load facts position",

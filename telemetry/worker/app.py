@@ -33,7 +33,7 @@ from telemetry.worker.alerting import AlertingObserver
 from telemetry.worker.consumer import BatchConsumer
 from telemetry.worker.detection import DetectionOwner
 from telemetry.worker.pipeline import Kind, Pipeline, die
-from telemetry.worker.repartition import Repartitioner
+from telemetry.worker.repartition import Repartitioner, otlp_forwards, split_otlp
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +151,37 @@ def create_app(settings: Settings, pipeline: Pipeline, observer: AlertingObserve
         ingest.__name__ = f"ingest_{kind}"
         app.agent(topic, name=f"ingest-{kind}")(ingest)
 
+    mapping = settings.span_mapping()
+
+    def otlp_agent_for(topic_name: str, traces: bool) -> None:
+        topic = app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+        async def ingest(stream: Any) -> None:
+            await pipeline.wait_ready()
+            async for events in stream.take_events(max(1, settings.batch_size // 100), within=settings.batch_seconds):
+                by_kind: dict[Kind, list[RawMessage]] = {"requests": [], "verdicts": []}
+                for e in events:
+                    m = e.message
+                    split = split_otlp(m.value, traces=traces, settings=settings, mapping=mapping)
+                    for kind, f in otlp_forwards(m, split, 1):
+                        by_kind[kind].append(RawMessage(f.topic, f.partition, f.offset, f.key, f.value, 0, f.item,
+                                                        f.refusal))  # fmt: skip
+                for kind, messages in by_kind.items():  # requests first: their verdicts join at once
+                    if messages:
+                        await pipeline.handle(kind, messages)
+
+        ingest.__name__ = f"ingest_otlp_{'spans' if traces else 'logs'}"
+        app.agent(topic, name=f"ingest-otlp-{'spans' if traces else 'logs'}")(ingest)
+
     repartitioner: Repartitioner | None = None
     consumer: BatchConsumer | None = None
     if settings.ingest_mode == "agents":
         agent_for("requests", settings.requests_topic)
         agent_for("verdicts", settings.verdicts_topic)
+        if settings.otlp_spans_topic:
+            otlp_agent_for(settings.otlp_spans_topic, traces=True)
+        if settings.otlp_logs_topic:
+            otlp_agent_for(settings.otlp_logs_topic, traces=False)
     else:
         repartitioner = Repartitioner(settings, pipeline.retry, pipeline.shards)
         consumer = BatchConsumer(settings, pipeline)

@@ -59,6 +59,7 @@ def _topics(settings: Settings) -> list[NewTopic]:
         NewTopic(name=settings.shard_verdicts_topic, **plain, topic_configs=internal),
         NewTopic(name=settings.facts_topic, num_partitions=1, replication_factor=settings.topic_replication_factor,
                  topic_configs=internal),
+        *(NewTopic(name=t, **plain) for t in settings.otlp_topics),
     ]  # fmt: skip
 
 

@@ -12,6 +12,12 @@ is acknowledged by the broker (acks=all); a crash in between forwards the batch 
 join stage recognises every repeated request and verdict by its id (and every repeated dead
 letter by its original coordinates). Nothing here decodes beyond finding the id: validation,
 dead letters and pricing stay in the join stage, one place.
+
+OTLP (``TELEMETRY_OTLP_SPANS_TOPIC`` / ``TELEMETRY_OTLP_LOGS_TOPIC``): one message carries many
+spans with as many request ids, so it is split here (``telemetry.otlp.split``) into one item per
+request or verdict, each forwarded to its own shard as contract JSON with the message's
+coordinates and its ordinal in the message (a refused item carries its reason to the join stage,
+which dead-letters it like any other).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -27,6 +34,8 @@ from aiokafka.abc import ConsumerRebalanceListener
 from telemetry.ingest import bundle
 from telemetry.ingest.bundle import Forward
 from telemetry.ingest.shard import Kind, routing_id, shard_of
+from telemetry.otlp.genai import SpanMapping
+from telemetry.otlp.split import Split, split_logs, split_traces
 from telemetry.retry import RetryPolicy
 from telemetry.settings import Settings
 from telemetry.worker.kafka_in import Batch, commit_assigned, fill_batch, group_options
@@ -46,6 +55,24 @@ def forwards(kind: Kind, records: Sequence[ConsumerRecord], shards: int) -> list
         rid = routing_id(kind, r.value)
         shard = shard_of(rid, shards) if rid is not None else r.offset % shards
         out.append(Forward(shard, r.topic, r.partition, r.offset, r.timestamp or 0, r.key, r.value))
+    return out
+
+
+def split_otlp(value: bytes | None, *, traces: bool, settings: Settings, mapping: SpanMapping) -> Split:
+    """The items of one OTLP message (traces or logs). Pure; never raises."""
+    split = split_traces if traces else split_logs
+    return split(value, mapping, encoding=settings.otlp_encoding, max_bytes=settings.max_message_bytes)
+
+
+def otlp_forwards(r: Any, split: Split, shards: int) -> list[tuple[Kind, Forward]]:
+    """Where each item of one OTLP record goes. Pure. An item without an id (refused, or one
+    that will be) goes to a shard picked by its offset and ordinal."""
+    out: list[tuple[Kind, Forward]] = []
+    for item in split.items:
+        rid = item.routing_id
+        shard = shard_of(rid, shards) if rid is not None else (r.offset + item.item) % shards
+        out.append((item.kind, Forward(shard, r.topic, r.partition, r.offset, int(r.timestamp or 0), r.key, item.value,
+                                       item.item, item.refusal)))  # fmt: skip
     return out
 
 
@@ -75,6 +102,7 @@ class Repartitioner:
         self._stopping = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        self.mapping = settings.span_mapping()
 
     def _topic_of(self, kind: Kind) -> str:
         s = self.settings
@@ -97,7 +125,7 @@ class Repartitioner:
             **s.kafka_client_options(),
         )
         await self.retry.run("kafka consumer start", consumer.start)
-        consumer.subscribe([s.requests_topic, s.verdicts_topic], listener=_DrainOnRevoke(self))
+        consumer.subscribe([s.requests_topic, s.verdicts_topic, *s.otlp_topics], listener=_DrainOnRevoke(self))
         try:
             while not self._stopping.is_set():
                 batch = await fill_batch(consumer, s, self._stopping, max_records=s.batch_size)
@@ -111,6 +139,15 @@ class Repartitioner:
     async def stop(self) -> None:
         self._stopping.set()
 
+    def _count(self, split: Split) -> None:
+        c = self.counters
+        c["otlp.messages"] += 1
+        c["otlp.spans"] += split.spans
+        c["otlp.log_records"] += split.log_records
+        c["otlp.events"] += sum(1 for i in split.items if i.refusal is None)
+        for reason, n in split.skipped.items():
+            c[f"otlp.skipped.{reason}"] += n
+
     async def forward(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
         """Forward one batch and commit its input offsets (only those still assigned)."""
         producer = self.producer
@@ -119,10 +156,25 @@ class Repartitioner:
         batch = {tp: records for tp, records in batch.items() if tp in assigned and records}
         if not batch:
             return
-        planned: list[tuple[str, int, bytes]] = []
+        s = self.settings
+        by_kind: dict[Kind, list[Forward]] = {"requests": [], "verdicts": []}
         for tp, records in batch.items():
-            kind: Kind = "requests" if tp.topic == self.settings.requests_topic else "verdicts"
-            for shard, group in bundle.plan(forwards(kind, records, self.shards), BUNDLE_BYTES):
+            if tp.topic in (s.requests_topic, s.verdicts_topic):
+                kind: Kind = "requests" if tp.topic == s.requests_topic else "verdicts"
+                by_kind[kind].extend(forwards(kind, records, self.shards))
+                continue
+            traces = tp.topic == s.otlp_spans_topic
+            for r in records:
+                if len(r.value or b"") > 256 * 1024:  # a big message is split off the event loop
+                    split = await asyncio.to_thread(split_otlp, r.value, traces=traces, settings=s, mapping=self.mapping)
+                else:
+                    split = split_otlp(r.value, traces=traces, settings=s, mapping=self.mapping)
+                self._count(split)
+                for kind, f in otlp_forwards(r, split, self.shards):
+                    by_kind[kind].append(f)
+        planned: list[tuple[str, int, bytes]] = []
+        for kind, fs in by_kind.items():
+            for shard, group in bundle.plan(fs, BUNDLE_BYTES):
                 planned.append((self._topic_of(kind), shard, bundle.encode(group)))
 
         await self.retry.run("forward to shards", lambda: send_and_wait(producer, planned))

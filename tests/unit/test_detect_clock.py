@@ -10,7 +10,7 @@ YEAR = 365 * 24 * 60 * MIN
 
 
 def clock() -> EventClock:
-    return EventClock(max_skew_ms=5 * MIN, idle_ms=30_000, primary_topic="r")
+    return EventClock(max_skew_ms=5 * MIN, idle_ms=30_000, primary_topics=frozenset({"r"}))
 
 
 def test_the_clock_is_the_slowest_active_source_and_never_goes_back() -> None:
@@ -84,7 +84,7 @@ def test_verdicts_judged_hours_later_do_not_carry_the_clock_past_the_requests() 
     """A backfill: every request read, its verdicts (judged up to hours later) still flowing.
     Before, the verdict partitions then set the clock 3 h past the last request, and every
     route looked silent (TrafficStopped for all routes, seen by python -m bench)."""
-    clock = EventClock(max_skew_ms=10**12, idle_ms=30_000, primary_topic="llm.requests")
+    clock = EventClock(max_skew_ms=10**12, idle_ms=30_000, primary_topics=frozenset({"llm.requests"}))
     clock.observe({("llm.requests", 0): 1_000_000, ("llm.verdicts", 0): 1_000_000}, wall_ms=0)
     clock.observe({("llm.verdicts", 0): 1_000_000 + 3 * 3_600_000}, wall_ms=40_000)  # requests idle for 40 s
     assert clock.now_ms == 1_000_000

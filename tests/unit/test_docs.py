@@ -254,3 +254,11 @@ def test_tables_doc_example_queries_run(engine: Client, schema: tuple[str, dict[
     for sql in queries:
         assert f"{DOCUMENTED_DATABASE}." in sql, f"name tables with their database in examples:\n{sql}"
         run_read_only(engine, sql.replace(f"{DOCUMENTED_DATABASE}.", f"{database}."), server=False)
+
+
+def test_otel_attribute_table_is_generated_from_the_dialects() -> None:
+    from tools.otel_doc import DOC, updated
+
+    text = DOC.read_text()
+    assert updated(text) == text, "docs/otel.md is out of date: run python -m tools.otel_doc"
+    assert "`gen_ai.usage.input_tokens`" in text and "`llm.token_count.prompt`" in text

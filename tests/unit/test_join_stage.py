@@ -339,7 +339,7 @@ def test_a_lagging_shard_holds_the_detectors_clock(engine: Client, database: str
     slow, fast = ids_of_shard(1, 1)[0], ids_of_shard(0, 1)[0]
     behind = w.batch(w.records("requests", [request(slow, ts=NOW - 21 * 60_000)]))
     ahead = w.batch(w.records("requests", [request(fast)]))
-    clock = EventClock(max_skew_ms=10**12, idle_ms=30_000, primary_topic="s.requests")
+    clock = EventClock(max_skew_ms=10**12, idle_ms=30_000, primary_topics=frozenset({"s.requests"}))
     for effects in (behind, ahead):
         clock.observe(next(v for k, v in effects if k == "facts").event_times, wall_ms=NOW)
     assert clock.now_ms == NOW - 21 * 60_000

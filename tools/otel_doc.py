@@ -1,0 +1,53 @@
+"""Regenerate the attribute table of ``docs/otel.md`` from ``telemetry.otlp.dialects``.
+
+    python -m tools.otel_doc          # rewrite the table between the markers
+    python -m tools.otel_doc --check  # exit 1 when the doc is out of date (the tests do this)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from telemetry.otlp.dialects import FACTS, OPERATION_VALUES, OPENINFERENCE, OPENLLMETRY, OTEL, OTEL_HTTP, OTEL_OLD
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "otel.md"
+BEGIN, END = "<!-- dialects:begin (python -m tools.otel_doc) -->", "<!-- dialects:end -->"
+COLUMNS = (OTEL, OTEL_OLD, OPENLLMETRY, OPENINFERENCE, OTEL_HTTP)
+
+
+def render() -> str:
+    used = [c for c in COLUMNS if any(n.dialect == c for f in FACTS for n in f.names)]
+    lines = ["| Field | Meaning | " + " | ".join(used) + " |", "|---|---|" + "---|" * len(used)]
+    for fact in FACTS:
+        cells = []
+        for column in used:
+            names = [f"`{n.attribute}`" for n in fact.names if n.dialect == column]
+            cells.append(", ".join(names) or "")
+        lines.append(f"| `{fact.field}` | {fact.meaning} | " + " | ".join(cells) + " |")
+    lines += ["", "Dialect operation values read as GenAI operations:", ""]
+    for attribute, values in OPERATION_VALUES.items():
+        pairs = ", ".join(f"`{k}` → `{v}`" for k, v in values.items())
+        lines.append(f"- `{attribute}`: {pairs}")
+    return "\n".join(lines)
+
+
+def updated(text: str) -> str:
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    return text[:start] + "\n" + render() + "\n" + text[end:]
+
+
+def main(argv: list[str]) -> int:
+    text = DOC.read_text()
+    new = updated(text)
+    if "--check" in argv:
+        if new != text:
+            print(f"{DOC} is out of date: run python -m tools.otel_doc", file=sys.stderr)
+            return 1
+        return 0
+    DOC.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
