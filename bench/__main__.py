@@ -277,9 +277,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         knobs[name.strip().lower().removeprefix("telemetry_")] = value
 
     def settings_for(phase: str) -> Any:
+        otlp = {"otlp_spans_topic": f"{prefix}{phase}.otlp_spans", "otlp_logs_topic": f"{prefix}{phase}.otlp_logs"}
         return load_settings(
             data_dir=root / phase, topic_prefix=f"{prefix}{phase}.", consumer_group=f"bench-{run_id}-{phase}",
-            web_port=free_port(), clickhouse_dsn=None, **knobs,
+            web_port=free_port(), clickhouse_dsn=None, **{**otlp, **knobs},
         )  # fmt: skip
 
     tp_settings = settings_for("throughput")

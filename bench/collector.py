@@ -104,7 +104,7 @@ def _go() -> str:
     if go is None:
         raise Abort(
             "Go is not installed (no `go` on PATH): it is needed to build the Collector "
-            f"(no cached binary at {BINARY}). Install Go 1.24 or newer and run again.",
+            f"(no cached binary at {BINARY}). Install Go 1.26 or newer (the Collector 0.165 modules need it) and run again.",
             code=2,
         )
     return go
@@ -154,7 +154,7 @@ def ensure_collector(rebuild: bool = False) -> Path:
 
 
 def collector_version(binary: Path) -> str:
-    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run([str(binary), "--version"], check=False, capture_output=True, text=True, timeout=30)
     return (out.stdout or out.stderr).strip()
 
 
@@ -166,7 +166,7 @@ def collector_env(**extra: str) -> dict[str, str]:
 
 
 def validate(binary: Path, config: Path, env: dict[str, str]) -> tuple[bool, str]:
-    out = subprocess.run([str(binary), "validate", f"--config={config}"], capture_output=True, text=True,
+    out = subprocess.run([str(binary), "validate", f"--config={config}"], check=False, capture_output=True, text=True,
                          timeout=60, env=env)  # fmt: skip
     return out.returncode == 0, (out.stdout + out.stderr).strip()
 
@@ -190,7 +190,7 @@ def _telemetry(*args: str) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("telemetry")
     cmd = [exe, *args] if exe else [sys.executable, "-m", "telemetry", *args]
     env = dict(os.environ, TELEMETRY_KAFKA_BOOTSTRAP=f"{BROKER[0]}:{BROKER[1]}")
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def ensure_broker() -> bool:
@@ -207,7 +207,7 @@ def ensure_broker() -> bool:
 
 def write_variant(src: Path, dest: Path, spans_topic: str, logs_topic: str) -> tuple[int, int]:
     """``src`` with unique exporter topics and the OTLP receivers on free 127.0.0.1 ports; else unchanged."""
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     cfg = yaml.safe_load(src.read_text())
     kafka = cfg["exporters"]["kafka"]
@@ -270,15 +270,23 @@ def send_otlp(http_port: int, run_id: str, n_spans: int) -> Sent:
     """Spans and one log record, exported through the SDK's OTLP/HTTP (protobuf) exporters."""
     try:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter,
+        )
     except ImportError as exc:
         raise Abort(f"{exc}: `pip install opentelemetry-exporter-otlp-proto-http` (a bench-only package)", 2) from exc
     from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
+    from opentelemetry.sdk._logs.export import (
+        InMemoryLogRecordExporter,
+        LogRecordExportResult,
+        SimpleLogRecordProcessor,
+    )
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+        InMemorySpanExporter,
+    )
     from opentelemetry.trace import SpanKind
 
     base = f"http://127.0.0.1:{http_port}"
@@ -317,13 +325,13 @@ def send_otlp(http_port: int, run_id: str, n_spans: int) -> Sent:
     finished = spans_mem.get_finished_spans()
     span_exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces", timeout=10)
     result = span_exporter.export(finished)
-    span_exporter.shutdown()
+    span_exporter.shutdown()  # type: ignore[no-untyped-call]
     tracer_provider.shutdown()
     if result != SpanExportResult.SUCCESS:
         raise Abort(f"the OTLP/HTTP span export to the Collector failed: {result}")
     _log(f"exported {len(finished)} spans via OTLP/HTTP to {base}/v1/traces: {result.name}")
 
-    logs_mem = InMemoryLogRecordExporter()
+    logs_mem = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs_mem))
     logger = logger_provider.get_logger("bench.collector")
@@ -342,7 +350,7 @@ def send_otlp(http_port: int, run_id: str, n_spans: int) -> Sent:
     records = logs_mem.get_finished_logs()
     log_exporter = OTLPLogExporter(endpoint=f"{base}/v1/logs", timeout=10)
     lresult = log_exporter.export(records)
-    log_exporter.shutdown()
+    log_exporter.shutdown()  # type: ignore[no-untyped-call]
     logger_provider.shutdown()
     if lresult != LogRecordExportResult.SUCCESS:
         raise Abort(f"the OTLP/HTTP log export to the Collector failed: {lresult}")
@@ -391,7 +399,7 @@ async def consume(bootstrap: str, spans_topic: str, logs_topic: str, want_spans:
         while time.monotonic() < deadline:
             if assigned != {spans_topic, logs_topic}:
                 # The exporter creates the topics on first produce (broker auto-create); pick them up.
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh
+                await consumer._client.force_metadata_update()
                 tps = [TopicPartition(t, p) for t in (spans_topic, logs_topic)
                        for p in sorted(consumer.partitions_for_topic(t) or ())]  # fmt: skip
                 now = {tp.topic for tp in tps}
@@ -476,7 +484,7 @@ def check(sent: Sent, seen: Seen) -> list[tuple[str, bool, str]]:
         f"{set(seen.verdict_ids) <= set(sent.response_ids)}")  # fmt: skip
     bad = []
     for r in seen.requests:
-        rid = r.get("request_id")
+        rid = str(r.get("request_id", ""))
         i = sent.response_ids.index(rid) if rid in sent.response_ids else -1
         want = {"model": sent.models.get(rid), "input_tokens": 100 + i, "output_tokens": 20 + i, "route": "bench/collector"}
         got = {k: r.get(k) for k in want}
@@ -526,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
 
         started_broker = ensure_broker()
+        status = _telemetry("kafka", "status")
+        lines.append(f"broker:     {bootstrap}: {status.stdout.strip() or status.stderr.strip()}"
+                     f"{' (started by this run)' if started_broker else ' (already running; left alone)'}")
         run_id = secrets.token_hex(4)
         spans_topic, logs_topic = f"bench.otlp_spans.{run_id}", f"bench.otlp_logs.{run_id}"
         topics = [spans_topic, logs_topic]
@@ -542,8 +553,7 @@ def main(argv: list[str] | None = None) -> int:
              f"topics {spans_topic} / {logs_topic}")  # fmt: skip
         running = start_collector(binary, variant, tmp / "collector.log", http_port, env)
         lines.append(f"run:        variant {variant} (topics {spans_topic}, {logs_topic}; "
-                     f"OTLP http 127.0.0.1:{http_port}, grpc 127.0.0.1:{grpc_port}); broker {bootstrap}"
-                     f"{' (started by this run)' if started_broker else ''}")  # fmt: skip
+                     f"OTLP http 127.0.0.1:{http_port}, grpc 127.0.0.1:{grpc_port}; kept only if the run fails)")  # fmt: skip
 
         sent = send_otlp(http_port, run_id, args.spans)
         lines.append(f"sent:       {sent.spans} GenAI spans (each with a gen_ai.evaluation.result event) + "
@@ -559,10 +569,10 @@ def main(argv: list[str] | None = None) -> int:
         checks = check(sent, seen)
         for name, passed, detail in checks:
             lines.append(f"  [{'ok' if passed else 'FAIL'}] {name}: {detail}")
-        errors = [ln for ln in running.log_text().splitlines() if "\terror\t" in ln or "\tERROR\t" in ln]
-        if errors:
-            lines.append(f"collector log errors ({len(errors)}, from {running.log_path}):")
-            lines.extend("  | " + ln for ln in errors[:10])
+        levels = ("\twarn\t", "\terror\t", "\tdpanic\t", "\tpanic\t", "\tfatal\t")
+        problems = [ln for ln in running.log_text().splitlines() if any(lv in ln for lv in levels)]
+        lines.append(f"collector log: {len(problems)} warn/error lines ({running.log_path})")
+        lines.extend("  | " + ln[:300] for ln in problems[:10])
         ok = all(passed for _, passed, _ in checks)
         return 0 if ok else 1
     except Abort as exc:
@@ -575,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         if running is not None:
             rc = running.stop()
             lines.append(f"collector:  stopped (exit {rc})")
+            if ok:
+                shutil.rmtree(running.log_path.parent, ignore_errors=True)
         if topics and not args.keep_topics:
             with contextlib.suppress(Exception):
                 asyncio.run(delete_topics(bootstrap, topics))

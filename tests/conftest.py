@@ -46,6 +46,8 @@ def test_settings(tmp_path: Path, kafka_bootstrap: str, unique: str) -> Settings
     return load_settings(
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=f"t{unique}.",
+        otlp_spans_topic=f"t{unique}.otlp_spans",  # the defaults have no prefix: keep tests apart
+        otlp_logs_topic=f"t{unique}.otlp_logs",
         consumer_group=f"g{unique}",
         data_dir=tmp_path / "data",
         web_port=free_port(),

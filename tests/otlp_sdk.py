@@ -11,17 +11,35 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from opentelemetry._logs import LogRecord as ApiLogRecord
-from opentelemetry.exporter.otlp.json.common._log_encoder import encode_logs as json_logs
-from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans as json_spans
-from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs as proto_logs
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as proto_spans
+from opentelemetry.exporter.otlp.json.common._log_encoder import (
+    encode_logs as json_logs,
+)
+from opentelemetry.exporter.otlp.json.common.trace_encoder import (
+    encode_spans as json_spans,
+)
+from opentelemetry.exporter.otlp.proto.common._log_encoder import (
+    encode_logs as proto_logs,
+)
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import (
+    encode_spans as proto_spans,
+)
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import (
+    InMemoryLogRecordExporter,
+    SimpleLogRecordProcessor,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags, set_span_in_context
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    Status,
+    StatusCode,
+    TraceFlags,
+    set_span_in_context,
+)
 
 Encoding = Literal["otlp_proto", "otlp_json"]
 MS = 1_000_000

@@ -9,7 +9,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from telemetry.otlp.dialects import FACTS, OPERATION_VALUES, OPENINFERENCE, OPENLLMETRY, OTEL, OTEL_HTTP, OTEL_OLD
+from telemetry.otlp.dialects import (
+    FACTS,
+    OPENINFERENCE,
+    OPENLLMETRY,
+    OPERATION_VALUES,
+    OTEL,
+    OTEL_HTTP,
+    OTEL_OLD,
+)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "otel.md"
 BEGIN, END = "<!-- dialects:begin (python -m tools.otel_doc) -->", "<!-- dialects:end -->"

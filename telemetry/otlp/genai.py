@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from telemetry.errors import BadInput
-from telemetry.otlp.dialects import BY_FIELD, EVALUATION, FIRST_TOKEN_EVENT, MODEL_CALLS, OPERATION_VALUES
+from telemetry.otlp.dialects import (
+    BY_FIELD,
+    EVALUATION,
+    FIRST_TOKEN_EVENT,
+    MODEL_CALLS,
+    OPERATION_VALUES,
+)
 from telemetry.otlp.wire import STATUS_ERROR, Event, LogRecord, Span
 
 EVALUATION_EVENT = "gen_ai.evaluation.result"

@@ -105,7 +105,7 @@ def split_traces(raw: bytes | None, mapping: SpanMapping, *, encoding: Encoding 
                 out.add("verdicts", verdict)
         except BadInput as exc:
             out.refuse("requests", where, exc)
-        except Exception as exc:  # noqa: BLE001 - a bug shows once per message, as this span's dead letter
+        except Exception as exc:
             if not logged:
                 log.warning("unexpected error mapping a span; dead-lettered as decode_error", exc_info=exc)
                 logged = True

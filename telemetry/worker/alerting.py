@@ -31,8 +31,8 @@ from telemetry.alerting.payloads import cloudevent_id
 from telemetry.contracts.alert import Alert
 from telemetry.detect.clock import EventClock
 from telemetry.detect.engine import DetectionEngine
-from telemetry.detect.limits import LabelLimits
 from telemetry.detect.factlog import FactBatch
+from telemetry.detect.limits import LabelLimits
 from telemetry.retry import RetryPolicy
 from telemetry.routes import RoutesConfig
 from telemetry.settings import Settings
@@ -209,7 +209,7 @@ class AlertingObserver:
             await asyncio.sleep(TICK_EVERY_S)
             try:
                 await self.tick()
-            except Exception:  # noqa: BLE001 - the ticker must outlive a bad evaluation
+            except Exception:
                 self.counters["observer_tick_errors"] += 1
                 log.exception("idle evaluation failed")
 

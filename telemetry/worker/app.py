@@ -27,13 +27,20 @@ import orjson
 from faust.web import Request, Response, View
 
 from telemetry.ingest.batch import RawMessage
+from telemetry.ingest.inputs import InputRouter
 from telemetry.settings import Settings
-from telemetry.sql import MAX_CONCURRENT, MAX_QUEUED, SqlLimits, WriteRefused, run_read_only
+from telemetry.sql import (
+    MAX_CONCURRENT,
+    MAX_QUEUED,
+    SqlLimits,
+    WriteRefused,
+    run_read_only,
+)
 from telemetry.worker.alerting import AlertingObserver
 from telemetry.worker.consumer import BatchConsumer
 from telemetry.worker.detection import DetectionOwner
 from telemetry.worker.pipeline import Kind, Pipeline, die
-from telemetry.worker.repartition import Repartitioner, otlp_forwards, split_otlp
+from telemetry.worker.repartition import Repartitioner
 
 log = logging.getLogger(__name__)
 
@@ -136,52 +143,29 @@ def create_app(settings: Settings, pipeline: Pipeline, observer: AlertingObserve
         stream_wait_empty=True,
     )
 
-    def agent_for(kind: Kind, topic_name: str) -> None:
+    router = InputRouter(settings, shards=1)
+
+    def agent_for(topic_name: str) -> None:
         topic = app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
         async def ingest(stream: Any) -> None:  # a faust.Stream (its StreamT protocol lacks take_events)
             await pipeline.wait_ready()
             async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-                batch = [
-                    RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                    for e in events
-                ]
-                await pipeline.handle(kind, batch)
-
-        ingest.__name__ = f"ingest_{kind}"
-        app.agent(topic, name=f"ingest-{kind}")(ingest)
-
-    mapping = settings.span_mapping()
-
-    def otlp_agent_for(topic_name: str, traces: bool) -> None:
-        topic = app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-
-        async def ingest(stream: Any) -> None:
-            await pipeline.wait_ready()
-            async for events in stream.take_events(max(1, settings.batch_size // 100), within=settings.batch_seconds):
                 by_kind: dict[Kind, list[RawMessage]] = {"requests": [], "verdicts": []}
-                for e in events:
-                    m = e.message
-                    split = split_otlp(m.value, traces=traces, settings=settings, mapping=mapping)
-                    for kind, f in otlp_forwards(m, split, 1):
-                        by_kind[kind].append(RawMessage(f.topic, f.partition, f.offset, f.key, f.value, 0, f.item,
-                                                        f.refusal))  # fmt: skip
+                for kind, f in router.route([e.message for e in events]):
+                    by_kind[kind].append(RawMessage(f.topic, f.partition, f.offset, f.key, f.value, 0, f.item, f.refusal))
                 for kind, messages in by_kind.items():  # requests first: their verdicts join at once
                     if messages:
                         await pipeline.handle(kind, messages)
 
-        ingest.__name__ = f"ingest_otlp_{'spans' if traces else 'logs'}"
-        app.agent(topic, name=f"ingest-otlp-{'spans' if traces else 'logs'}")(ingest)
+        ingest.__name__ = f"ingest_{topic_name}"
+        app.agent(topic, name=f"ingest-{topic_name}")(ingest)
 
     repartitioner: Repartitioner | None = None
     consumer: BatchConsumer | None = None
     if settings.ingest_mode == "agents":
-        agent_for("requests", settings.requests_topic)
-        agent_for("verdicts", settings.verdicts_topic)
-        if settings.otlp_spans_topic:
-            otlp_agent_for(settings.otlp_spans_topic, traces=True)
-        if settings.otlp_logs_topic:
-            otlp_agent_for(settings.otlp_logs_topic, traces=False)
+        for name in (settings.requests_topic, settings.verdicts_topic, *settings.otlp_topics):
+            agent_for(name)
     else:
         repartitioner = Repartitioner(settings, pipeline.retry, pipeline.shards)
         consumer = BatchConsumer(settings, pipeline)
@@ -215,7 +199,7 @@ def create_app(settings: Settings, pipeline: Pipeline, observer: AlertingObserve
                 await stage.stop()
                 try:
                     await asyncio.wait_for(asyncio.shield(task), timeout=60)
-                except (asyncio.TimeoutError, asyncio.CancelledError):
+                except (TimeoutError, asyncio.CancelledError):
                     die(f"{type(stage).__name__} did not stop within 60 s")
             await pipeline.stop()
 
@@ -237,7 +221,7 @@ def create_app(settings: Settings, pipeline: Pipeline, observer: AlertingObserve
             return self.json({
                 "ready": pipeline.ready,
                 "counters": {**pipeline.counters, **observer.counters,
-                             **(repartitioner.counters if repartitioner is not None else {})},
+                             **(repartitioner.counters if repartitioner is not None else router.counters)},
                 "detection_owner": observer.owner,
                 "shards": sorted(pipeline.join.owned),
                 "infrastructure_retries": pipeline.retry.retries,

@@ -67,11 +67,11 @@ from telemetry.retry import RetryPolicy
 from telemetry.settings import Settings
 
 __all__ = [
+    "TRUNCATED_HEADER",
     "ErrorKind",
     "OutRecord",
     "PublishIncomplete",
     "PublishReport",
-    "TRUNCATED_HEADER",
     "is_transient_kafka_error",
     "kafka_error_kind",
     "publish_alerts",
@@ -167,7 +167,11 @@ def reset_producer_id(producer: AIOKafkaProducer) -> bool:
     if manager is None or getattr(manager, "transactional_id", None):
         return False
     try:
-        from aiokafka.producer.transaction_manager import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, PidAndEpoch
+        from aiokafka.producer.transaction_manager import (
+            NO_PRODUCER_EPOCH,
+            NO_PRODUCER_ID,
+            PidAndEpoch,
+        )
 
         manager._pid_and_epoch = PidAndEpoch(NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
         manager._pid_waiter = asyncio.get_running_loop().create_future()

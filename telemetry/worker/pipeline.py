@@ -30,7 +30,12 @@ from aiokafka.errors import KafkaError
 
 from telemetry.contracts.verdict import VerdictEvent
 from telemetry.detect import factlog
-from telemetry.ingest.batch import DecodedBatch, RawMessage, decode_requests, decode_verdicts
+from telemetry.ingest.batch import (
+    DecodedBatch,
+    RawMessage,
+    decode_requests,
+    decode_verdicts,
+)
 from telemetry.ingest.deadletter import DeadLetter
 from telemetry.ingest.facts import request_facts, verdict_facts
 from telemetry.ingest.join import JoinOutcome, ShardedJoin
@@ -337,7 +342,7 @@ class _Effects:
 class StageTimer:
     """Adds the wall time of each stage of a batch to ``sink`` (seconds per stage name)."""
 
-    __slots__ = ("sink", "_last")
+    __slots__ = ("_last", "sink")
 
     def __init__(self, sink: defaultdict[str, float]) -> None:
         self.sink = sink

@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from telemetry.ingest import bundle
 from telemetry.ingest.bundle import Forward
-from telemetry.ingest.shard import Kind, routing_id, shard_of
-from telemetry.otlp.genai import SpanMapping
-from telemetry.otlp.split import Split, split_logs, split_traces
+from telemetry.ingest.inputs import OTLP_BIG_BYTES, InputRouter
+from telemetry.ingest.shard import Kind
 from telemetry.retry import RetryPolicy
 from telemetry.settings import Settings
 from telemetry.worker.kafka_in import Batch, commit_assigned, fill_batch, group_options
@@ -45,35 +42,6 @@ log = logging.getLogger(__name__)
 
 BUNDLE_BYTES = 1024 * 1024
 """Bundles are cut at this size (one larger message travels alone, up to the topic's limit)."""
-
-
-def forwards(kind: Kind, records: Sequence[ConsumerRecord], shards: int) -> list[Forward]:
-    """Where each input record goes. Pure. A message without a readable id (it will be a dead
-    letter) goes to a shard picked by its offset, so a flood of them spreads over the shards."""
-    out = []
-    for r in records:
-        rid = routing_id(kind, r.value)
-        shard = shard_of(rid, shards) if rid is not None else r.offset % shards
-        out.append(Forward(shard, r.topic, r.partition, r.offset, r.timestamp or 0, r.key, r.value))
-    return out
-
-
-def split_otlp(value: bytes | None, *, traces: bool, settings: Settings, mapping: SpanMapping) -> Split:
-    """The items of one OTLP message (traces or logs). Pure; never raises."""
-    split = split_traces if traces else split_logs
-    return split(value, mapping, encoding=settings.otlp_encoding, max_bytes=settings.max_message_bytes)
-
-
-def otlp_forwards(r: Any, split: Split, shards: int) -> list[tuple[Kind, Forward]]:
-    """Where each item of one OTLP record goes. Pure. An item without an id (refused, or one
-    that will be) goes to a shard picked by its offset and ordinal."""
-    out: list[tuple[Kind, Forward]] = []
-    for item in split.items:
-        rid = item.routing_id
-        shard = shard_of(rid, shards) if rid is not None else (r.offset + item.item) % shards
-        out.append((item.kind, Forward(shard, r.topic, r.partition, r.offset, int(r.timestamp or 0), r.key, item.value,
-                                       item.item, item.refusal)))  # fmt: skip
-    return out
 
 
 class _DrainOnRevoke(ConsumerRebalanceListener):
@@ -98,11 +66,11 @@ class Repartitioner:
         self.retry = retry
         self.shards = shards
         self.busy = asyncio.Lock()
-        self.counters: Counter[str] = Counter()
         self._stopping = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        self.mapping = settings.span_mapping()
+        self.router = InputRouter(settings, shards)
+        self.counters = self.router.counters  # repartition.*, otlp.* (the stats page)
 
     def _topic_of(self, kind: Kind) -> str:
         s = self.settings
@@ -139,15 +107,6 @@ class Repartitioner:
     async def stop(self) -> None:
         self._stopping.set()
 
-    def _count(self, split: Split) -> None:
-        c = self.counters
-        c["otlp.messages"] += 1
-        c["otlp.spans"] += split.spans
-        c["otlp.log_records"] += split.log_records
-        c["otlp.events"] += sum(1 for i in split.items if i.refusal is None)
-        for reason, n in split.skipped.items():
-            c[f"otlp.skipped.{reason}"] += n
-
     async def forward(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
         """Forward one batch and commit its input offsets (only those still assigned)."""
         producer = self.producer
@@ -156,21 +115,20 @@ class Repartitioner:
         batch = {tp: records for tp, records in batch.items() if tp in assigned and records}
         if not batch:
             return
-        s = self.settings
         by_kind: dict[Kind, list[Forward]] = {"requests": [], "verdicts": []}
-        for tp, records in batch.items():
-            if tp.topic in (s.requests_topic, s.verdicts_topic):
-                kind: Kind = "requests" if tp.topic == s.requests_topic else "verdicts"
-                by_kind[kind].extend(forwards(kind, records, self.shards))
-                continue
-            traces = tp.topic == s.otlp_spans_topic
+        router = self.router
+        for records in batch.values():
             for r in records:
-                if len(r.value or b"") > 256 * 1024:  # a big message is split off the event loop
-                    split = await asyncio.to_thread(split_otlp, r.value, traces=traces, settings=s, mapping=self.mapping)
+                signal = router.otlp_kind(r.topic, r.value)
+                if signal is None:
+                    kind, f = router.contract_forward(r)
+                    by_kind[kind].append(f)
+                    continue
+                if len(r.value or b"") > OTLP_BIG_BYTES:  # a big message is split off the event loop
+                    split = await asyncio.to_thread(router.split, r.value, signal)
                 else:
-                    split = split_otlp(r.value, traces=traces, settings=s, mapping=self.mapping)
-                self._count(split)
-                for kind, f in otlp_forwards(r, split, self.shards):
+                    split = router.split(r.value, signal)
+                for kind, f in router.otlp_forwards(r, split):
                     by_kind[kind].append(f)
         planned: list[tuple[str, int, bytes]] = []
         for kind, fs in by_kind.items():

@@ -95,7 +95,9 @@ def bootstrap() -> str:
 
 @pytest.fixture
 def settings(bootstrap: str) -> Any:
-    s = load_settings(kafka_bootstrap=bootstrap, topic_prefix=f"test{uuid.uuid4().hex[:10]}.", topic_partitions=2)
+    prefix = f"test{uuid.uuid4().hex[:10]}."
+    s = load_settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=2,
+                      otlp_spans_topic=f"{prefix}otlp_spans", otlp_logs_topic=f"{prefix}otlp_logs")  # fmt: skip
     yield s
     asyncio.run(_delete_topics(s))
 

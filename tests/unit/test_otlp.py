@@ -220,10 +220,13 @@ def test_evaluations_become_verdicts_from_span_events_and_log_records(encoding: 
 
 
 def test_log_records_that_are_not_evaluations_are_skipped_and_counted() -> None:
+    from opentelemetry._logs import LogRecord
     from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
     from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-    from opentelemetry._logs import LogRecord
+    from opentelemetry.sdk._logs.export import (
+        InMemoryLogRecordExporter,
+        SimpleLogRecordProcessor,
+    )
 
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider()
@@ -371,3 +374,30 @@ def test_dialect_table_has_no_duplicate_attribute_per_fact() -> None:
         names = [n.attribute for n in fact.names]
         assert len(names) == len(set(names)), fact.field
     assert BY_FIELD["input_tokens"].names[0].attribute == "gen_ai.usage.input_tokens"
+
+
+def test_an_otlp_json_envelope_on_the_requests_topic_is_read_as_otlp() -> None:
+    """The defect reported: an OTLP ``resourceSpans`` envelope published to the requests topic
+    was one schema_violation; it is read as the spans it carries."""
+    from types import SimpleNamespace
+
+    from telemetry.ingest.inputs import InputRouter, otlp_envelope
+    from telemetry.settings import load_settings
+
+    settings = load_settings(topic_prefix="u.")
+    spans = Spans().add(SpanSpec("chat", T0, T0 + 40, CHAT, events=[
+        ("gen_ai.evaluation.result", T0 + 50, {"gen_ai.evaluation.name": "judge", "gen_ai.evaluation.score.value": 1.0})]))
+    envelope = spans.encode("otlp_json")
+    assert otlp_envelope(envelope) == "traces" and otlp_envelope(orjson.dumps({"request_id": "x"})) is None
+    logs = evaluation_logs([(T0, {"gen_ai.evaluation.name": "h", "gen_ai.evaluation.score.value": 0.0,
+                                  "gen_ai.response.id": "chatcmpl-1"}, None)], "otlp_json")  # fmt: skip
+    router = InputRouter(settings, shards=3)
+    records = [SimpleNamespace(topic="u.requests", partition=0, offset=5, timestamp=0, key=None, value=envelope),
+               SimpleNamespace(topic="u.verdicts", partition=1, offset=6, timestamp=0, key=None, value=logs)]  # fmt: skip
+    routed = router.route(records)
+    assert [(k, f.topic, f.item, f.refusal) for k, f in routed] == [
+        ("requests", "u.requests", 1, None), ("verdicts", "u.requests", 2, None), ("verdicts", "u.verdicts", 1, None)]
+    event = decode_request(routed[0][1].value)
+    assert (event.request_id, event.latency_ms) == ("chatcmpl-1", 40.0)
+    assert len({f.shard for _, f in routed}) == 1  # all three are about chatcmpl-1: one shard
+    assert router.counters["otlp.messages"] == 2
