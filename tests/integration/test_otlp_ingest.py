@@ -339,10 +339,20 @@ def test_otlp_in_both_ingest_modes_and_an_envelope_on_the_requests_topic(worker:
                   "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 3, "llm.route": "faq.answer"}  # fmt: skip
     proto = Spans().add(SpanSpec("chat", now_ms, now_ms + 30, {**attributes, "gen_ai.response.id": "p-1"})).encode("otlp_proto")
     envelope = Spans().add(SpanSpec("chat", now_ms, now_ms + 30, {**attributes, "gen_ai.response.id": "j-1"})).encode("otlp_json")
+    # 10,000 spans in one message: 9,990 that are not GenAI, 10 that are (and the rest flows on).
+    crowd = Spans()
+    for i in range(10_000):
+        genai = i % 1000 == 0
+        crowd.add(SpanSpec("chat" if genai else "s", now_ms + i, now_ms + i + 20,
+                           {**attributes, "gen_ai.response.id": f"crowd-{i}"} if genai else {}))  # fmt: skip
+    crowded = crowd.encode("otlp_proto")
+    assert len(crowded) < s.max_message_bytes
     worker.start()
-    produce_raw(s, [(s.otlp_spans_topic, proto), (s.requests_topic, envelope)])
-    worker.wait_until("SELECT count() FROM llm_telemetry.requests", 2, timeout=60)
-    assert worker.sql("SELECT request_id, route, output_tokens FROM llm_telemetry.requests ORDER BY request_id") == [
+    produce_raw(s, [(s.otlp_spans_topic, proto), (s.requests_topic, envelope), (s.otlp_spans_topic, crowded)])
+    worker.wait_until("SELECT count() FROM llm_telemetry.requests", 12, timeout=60)
+    assert worker.sql("SELECT request_id, route, output_tokens FROM llm_telemetry.requests "
+                      "WHERE request_id NOT LIKE 'crowd-%' ORDER BY request_id") == [
         {"request_id": "j-1", "route": "faq.answer", "output_tokens": 3},
-        {"request_id": "p-1", "route": "faq.answer", "output_tokens": 3}]
+        {"request_id": "p-1", "route": "faq.answer", "output_tokens": 3}]  # fmt: skip
     assert worker.scalar("SELECT count() FROM llm_telemetry.dead_letters") == 0
+    assert worker.stats()["counters"]["otlp.skipped.not_genai"] == 9_990
