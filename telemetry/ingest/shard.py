@@ -78,7 +78,7 @@ def routing_id(kind: Kind, value: bytes | None) -> str | None:
         return None
     fast = _top_level_id(value)
     if fast is not None:
-        return fast
+        return fast.strip() or None  # the contract strips text: route by the id it will decode
     try:
         data: Any = orjson.loads(value)
         if not isinstance(data, dict):
@@ -87,6 +87,6 @@ def routing_id(kind: Kind, value: bytes | None) -> str | None:
         if not isinstance(rid, str):
             mapped = normalize_request(data) if kind == "requests" else normalize_verdict(data)
             rid = mapped.get("request_id")
-        return rid if isinstance(rid, str) and rid else None
+        return rid.strip() or None if isinstance(rid, str) else None
     except Exception:  # noqa: BLE001 - hostile bytes: no id; the decoder gives the reason
         return None

@@ -59,7 +59,8 @@ class Split:
         except Exception as exc:  # noqa: BLE001 - e.g. an integer beyond 64 bits
             self.items.append(Item(kind, n, None, _where(event), unexpected(exc)))
             return
-        self.items.append(Item(kind, n, rid if isinstance(rid, str) and rid else None, value))
+        routing = rid.strip() if isinstance(rid, str) else ""  # the contract strips text
+        self.items.append(Item(kind, n, routing or None, value))
 
     def refuse(self, kind: Kind, event: dict[str, Any], error: BadInput) -> None:
         self.items.append(Item(kind, len(self.items) + 1, None, _where(event), error))

@@ -132,3 +132,13 @@ def test_facts_survive_the_log_and_are_chunked() -> None:
 def test_a_foreign_facts_record_is_refused(data: bytes | None) -> None:
     with pytest.raises(factlog.FactLogError):
         factlog.decode(data)
+
+
+@pytest.mark.parametrize("raw_id", [" padded ", "\tpadded", "padded  "])
+def test_a_padded_id_is_routed_by_the_id_the_contract_decodes(raw_id: str) -> None:
+    """The contract strips text; routing by the unstripped id sent such a message to another
+    shard, where it was refused as ambiguous_request_id."""
+    raw = orjson.dumps(REQ | {"request_id": raw_id})
+    assert routing_id("requests", raw) == decode_request(raw).request_id == "padded"
+    nested = orjson.dumps({"tags": {"a": "b"}} | REQ | {"request_id": raw_id})  # the parsing path
+    assert routing_id("requests", nested) == "padded"
