@@ -26,6 +26,8 @@ class Condition:
     evidence: Evidence
     decided_at_ms: int
     team: str | None = None
+    severity: str | None = None
+    """Overrides the alert's configured severity (e.g. a gated tier-up is ``info``)."""
 
 
 def clip(text: str, limit: int = 200) -> str:

@@ -28,12 +28,13 @@ Explicit subclasses of :class:`Detector` inherit the no-op defaults of the optio
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Self
 
 from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition
 from telemetry.detect.facts import VerdictFact
+from telemetry.detect.inputs import StoredInputs
 from telemetry.detect.policy import PolicySection, RoutesView
 from telemetry.detect.window import RouteWindow
 
@@ -74,6 +75,9 @@ class Context:
     routes: RoutesView
     windows: Mapping[str, RouteWindow]
     quality: QualityView
+    inputs: StoredInputs = field(default_factory=StoredInputs)
+    """What the detection owner read from storage (gates, prompt versions, ...): see
+    :mod:`telemetry.detect.inputs`."""
 
 
 class Detector(Protocol):

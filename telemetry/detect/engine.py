@@ -40,6 +40,7 @@ from telemetry.contracts.alert import Alert
 from telemetry.detect.condition import Condition
 from telemetry.detect.detector import Context, Detector
 from telemetry.detect.facts import RequestFact, VerdictFact
+from telemetry.detect.inputs import StoredInputs
 from telemetry.detect.latency import LatencyPolicy
 from telemetry.detect.limits import CardinalityGuard, LabelLimits
 from telemetry.detect.names import ERROR_STORM, INHIBITED_BY_ERROR_STORM
@@ -72,6 +73,13 @@ class DetectionEngine:
         self._dirty: set[str] = set()
         self._cache: dict[str, tuple[int, list[Condition]]] = {}
         self._last_forget_minute = -1
+        self.inputs = StoredInputs()
+
+    def set_inputs(self, inputs: StoredInputs) -> None:
+        """Take what the detection owner read from storage (see :mod:`telemetry.detect.inputs`);
+        every route is evaluated again at the next evaluation."""
+        self.inputs = inputs
+        self._dirty.update(self.windows)
 
     def detector(self, kind: type[D]) -> D:
         """This engine's instance of the registered detector class ``kind``."""
@@ -129,7 +137,7 @@ class DetectionEngine:
         self.now_ms = now
         minute = now // MINUTE_MS
         detectors = self.detectors.values()
-        ctx = Context(now_ms=now, routes=self.config, windows=self.windows, quality=self.quality)
+        ctx = Context(now_ms=now, routes=self.config, windows=self.windows, quality=self.quality, inputs=self.inputs)
         conditions: list[Condition] = []
         for route, w in self.windows.items():
             w.advance(minute)
@@ -218,7 +226,7 @@ class DetectionEngine:
                 "route": c.route,
                 "model": c.model,
                 "team": team,
-                "severity": policy.severity_of(c.alertname),
+                "severity": c.severity or policy.severity_of(c.alertname),
                 "env": self.env,
             },
             annotations={"summary": c.summary, "description": c.description},

@@ -18,6 +18,10 @@ RETRY_AMPLIFICATION: Final = "RetryAmplification"
 TRUNCATION_SPIKE: Final = "TruncationSpike"
 BUDGET_OVERRUN: Final = "BudgetOverrun"
 TRAFFIC_STOPPED: Final = "TrafficStopped"
+TIER_UP_POSTMORTEM_DUE: Final = "TierUpPostmortemDue"
+TIER_DOWN_REVIEW: Final = "TierDownReview"
+CANARY_VERDICT: Final = "CanaryVerdict"
+JUDGE_DRIFT: Final = "JudgeDrift"
 
 ALERT_NAMES: Final[tuple[str, ...]] = (
     QUALITY_REGRESSION,
@@ -29,9 +33,15 @@ ALERT_NAMES: Final[tuple[str, ...]] = (
     TRUNCATION_SPIKE,
     BUDGET_OVERRUN,
     TRAFFIC_STOPPED,
+    TIER_UP_POSTMORTEM_DUE,
+    TIER_DOWN_REVIEW,
 )
 """Every alert name, in the order the docs list them (the detectors are registered in
 :data:`telemetry.detect.registry.DETECTORS`, in evaluation order; a test keeps the two in step)."""
+
+FROM_INPUTS: Final[frozenset[str]] = frozenset({TIER_UP_POSTMORTEM_DUE, TIER_DOWN_REVIEW, CANARY_VERDICT, JUDGE_DRIFT})
+"""Alerts decided on what the detection owner reads from storage (gates, canary arms' totals,
+evaluator agreement: :mod:`telemetry.detect.inputs`), not on the facts alone."""
 
 INHIBITED_BY_ERROR_STORM: Final[frozenset[str]] = frozenset({QUALITY_REGRESSION, COST_SPIKE, LATENCY_SLO_BREACH})
 """While a route's ErrorStorm fires, these alerts of the same route are symptoms: not sent.

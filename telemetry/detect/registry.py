@@ -15,6 +15,7 @@ from typing import Final
 from telemetry.detect.budget import BudgetDetector
 from telemetry.detect.cost import CostSpikeDetector
 from telemetry.detect.detector import Detector
+from telemetry.detect.gates import TierDownReviewDetector, TierUpPostmortemDetector
 from telemetry.detect.latency import LatencySLODetector
 from telemetry.detect.policy import PolicySection
 from telemetry.detect.quality import QualityDetector
@@ -34,6 +35,8 @@ DETECTORS: Final[tuple[type[Detector], ...]] = (
     TrafficStoppedDetector,
     QualityDetector,
     BudgetDetector,
+    TierUpPostmortemDetector,
+    TierDownReviewDetector,
 )
 """Every detector, in evaluation order."""
 

@@ -11,6 +11,15 @@ Contract
 - It is a **tier-up** when M's recent cost per request is at least ``tier_min_ratio`` (1.2) x
   the reference cost per request of the models it displaces. Unpriced models and tier-downs
   are not alerted. The route must have ``tier_warmup`` (1 h) of history first.
+- **Gates** (``telemetry gate``, read from ``tier_gates`` as the detectors' input): a tier-up
+  to a model an approved gate names for the route is **gated**: the alert names the gate, its
+  projected cost per request and month, and the observed cost against the projection; its
+  severity is ``tier_gated_severity`` (``info``) and its evidence says ``gated: "yes"``. A
+  tier-up no approved gate names is an **ungated tier-up**: the alert's configured severity
+  (``warning`` by default) and ``gated: "no"``. Whether a switch is gated is decided when it is detected.
+- A **tier-down** (M's cost per request at most the displaced models' / ``tier_min_ratio``)
+  needs no gate but is recorded: a TierSwitch notification with ``direction: down`` and
+  severity ``info``. Tier-downs do not count as earlier tier-ups.
 - A tier switch is an event: the alert fires at once and **auto-resolves after ``tier_hold``**
   (1 h of event time). M is then latched: it cannot fire again until its reference share has
   caught up (recent - reference < half of ``tier_min_share``), so the hold ending does not
@@ -38,6 +47,7 @@ from telemetry.contracts._time import ms_to_datetime
 from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition, Evidence, clip, pct, rounded, usd
 from telemetry.detect.detector import Context, PerRouteDetector
+from telemetry.detect.inputs import StoredInputs
 from telemetry.detect.names import TIER_SWITCH
 from telemetry.detect.policy import DAY_MS, HOUR_MS, Duration, PolicySection
 from telemetry.detect.window import MINUTE_MS, RouteWindow
@@ -62,6 +72,8 @@ class TierEvent:
     previous_tier_up_ms: int | None = None
     previous_tier_up_from: str = ""
     previous_tier_up_to: str = ""
+    direction: str = "up"
+    gate_id: str = ""
 
 
 @dataclass(slots=True)
@@ -82,6 +94,7 @@ class TierPolicy(PolicySection):
     tier_hold: Duration = HOUR_MS
     tier_history: Duration = 90 * DAY_MS
     tier_warmup: Duration = HOUR_MS
+    tier_gated_severity: Severity = "info"
 
     @model_validator(mode="after")
     def _coherent(self) -> TierPolicy:
@@ -110,15 +123,16 @@ class TierSwitchDetector(PerRouteDetector):
             st = self.states[route] = TierState()
         st.events = [e for e in st.events if e.at_ms >= now_ms - policy.tier_history]
         if w.cur >= 0 and now_ms - w.first_ms >= policy.tier_warmup:
-            self._detect(route, st, w, policy, now_ms, quality)
+            self._detect(route, st, w, policy, now_ms, quality, ctx.inputs)
         return [
-            self._condition(route, e, w, policy, now_ms, quality)
+            self._condition(route, e, w, policy, now_ms, quality, ctx.inputs)
             for e in st.events
             if now_ms - e.at_ms < policy.tier_hold
         ]
 
     def _detect(
-        self, route: str, st: TierState, w: RouteWindow, policy: TierPolicy, now_ms: int, quality: QualityLookup
+        self, route: str, st: TierState, w: RouteWindow, policy: TierPolicy, now_ms: int, quality: QualityLookup,
+        gates: StoredInputs,
     ) -> None:
         window_m = policy.tier_window // MINUTE_MS
         since = now_ms - policy.tier_window
@@ -157,11 +171,17 @@ class TierSwitchDetector(PerRouteDetector):
             if priced_before <= 0:
                 continue
             cost_before = sum(r.cost for _, r in others) / priced_before
-            if cost_after < policy.tier_min_ratio * cost_before or cost_after <= 0:
+            if cost_after >= policy.tier_min_ratio * cost_before and cost_after > 0:
+                direction = "up"
+            elif 0 < cost_after * policy.tier_min_ratio <= cost_before:
+                direction = "down"
+            else:
                 continue
             previous = max(others, key=lambda mr: (mr[1].n, mr[0]))[0]
             q_before, q_before_n, _ = quality(route, previous)
-            prior = max(st.events, key=lambda e: e.at_ms) if st.events else None
+            ups = [e for e in st.events if e.direction == "up"]
+            prior = max(ups, key=lambda e: e.at_ms) if ups else None
+            gate = gates.gate_for(route, model) if direction == "up" else None
             st.events.append(
                 TierEvent(
                     model=model,
@@ -174,12 +194,15 @@ class TierSwitchDetector(PerRouteDetector):
                     previous_tier_up_ms=prior.at_ms if prior else None,
                     previous_tier_up_from=prior.previous_model if prior else "",
                     previous_tier_up_to=prior.model if prior else "",
+                    direction=direction,
+                    gate_id=gate.id if gate else "",
                 )
             )
 
     @staticmethod
     def _condition(
-        route: str, e: TierEvent, w: RouteWindow, policy: TierPolicy, now_ms: int, quality: QualityLookup
+        route: str, e: TierEvent, w: RouteWindow, policy: TierPolicy, now_ms: int, quality: QualityLookup,
+        inputs: StoredInputs,
     ) -> Condition:
         window_m = policy.tier_window // MINUTE_MS
         recent = w.model_window(window_m)
@@ -220,27 +243,63 @@ class TierSwitchDetector(PerRouteDetector):
             "previous_tier_up_from": e.previous_tier_up_from or None,
             "previous_tier_up_to": e.previous_tier_up_to or None,
         }
+        gate = next((g for g in inputs.gates if g.id == e.gate_id), None) if e.gate_id else None
+        observed = e.cost_after if row[2] <= 0 else row[1] / row[2]
+        projected = gate.projected_cost_per_request if gate else None
+        evidence.update({
+            "direction": e.direction,
+            "gated": ("yes" if e.gate_id else "no") if e.direction == "up" else None,
+            "gate_id": e.gate_id or None,
+            "gate_state": gate.state if gate else None,
+            "gate_projected_cost_per_request": rounded(projected),
+            "gate_projected_monthly_usd": rounded(gate.projected_monthly_usd) if gate else None,
+            "observed_cost_per_request": rounded(observed),
+            "observed_requests": int(row[2]),
+            "observed_vs_projected": (rounded(observed / projected, 4)
+                                      if projected and row[2] >= policy.tier_min_requests else None),
+        })  # fmt: skip
         again = f"; tier-up also on {prior}" if prior else ""
-        summary = (
-            f"{route} now served by {e.model} (was {e.previous_model}): {usd(e.cost_after)}/request vs "
-            f"{usd(e.cost_before)}, {'+' if monthly >= 0 else ''}{usd(monthly)}/month at current rate{again}"
-        )
+        move = f"{route} now served by {e.model} (was {e.previous_model}): {usd(e.cost_after)}/request vs {usd(e.cost_before)}"
         quality_text = (
             f"Quality before {pct(e.quality_before)} (n={e.quality_before_judged}), after {pct(q_after)} "
             f"(n={q_after_n}) by {q_eval or 'no evaluator'}."
         )
-        description = (
-            f"Route {route} moved to a pricier model: {pct(row[0] / total if total else None)} of its last "
-            f"{window_m} min of requests are served by {e.model} (requested as {requested or 'n/a'}), "
-            f"which costs {usd(e.cost_after)} per request against {usd(e.cost_before)} for the models it "
-            f"displaces ({e.previous_model} mostly): {usd(delta)} more per request, {usd(monthly)} per 30 days at "
-            f"{rps_model:.3g} requests/s. {quality_text}"
-        )
-        if prior:
-            description += (
-                f" This route already moved up tiers on {prior} ({e.previous_tier_up_from} -> "
-                f"{e.previous_tier_up_to}), within the last 90 days."
+        severity: str | None = None
+        if e.direction == "down":
+            severity = "info"
+            summary = f"tier-down recorded: {move}, {usd(monthly)}/month at current rate"
+            description = (
+                f"Route {route} moved to a cheaper model: {pct(row[0] / total if total else None)} of its last "
+                f"{window_m} min of requests are served by {e.model}, {usd(e.cost_after)} per request against "
+                f"{usd(e.cost_before)} ({e.previous_model} mostly). A tier-down needs no gate; this records it. "
+                f"{quality_text}"
             )
+        else:
+            if gate is not None:
+                severity = policy.tier_gated_severity
+                head = f"gated tier-up ({gate.id}): "
+                versus = (f" Projected {usd(projected)} per request and {usd(gate.projected_monthly_usd)} per month; "
+                          f"observed {usd(observed)} per request over {int(row[2])} requests"
+                          + (f" ({observed / projected:.2f}x the projection)." if projected and row[2] >= policy.tier_min_requests
+                             else " (too few requests to compare yet)."))  # fmt: skip
+            else:
+                head, versus = "UNGATED tier-up: ", (
+                    " No approved gate names this move: open one with `telemetry gate open` "
+                    "(hypothesis, closed-book / gold-context evidence, projection, review)."
+                )
+            summary = f"{head}{move}, {'+' if monthly >= 0 else ''}{usd(monthly)}/month at current rate{again}"
+            description = (
+                f"Route {route} moved to a pricier model: {pct(row[0] / total if total else None)} of its last "
+                f"{window_m} min of requests are served by {e.model} (requested as {requested or 'n/a'}), "
+                f"which costs {usd(e.cost_after)} per request against {usd(e.cost_before)} for the models it "
+                f"displaces ({e.previous_model} mostly): {usd(delta)} more per request, {usd(monthly)} per 30 days at "
+                f"{rps_model:.3g} requests/s. {quality_text}{versus}"
+            )
+            if prior:
+                description += (
+                    f" This route already moved up tiers on {prior} ({e.previous_tier_up_from} -> "
+                    f"{e.previous_tier_up_to}), within the last 90 days."
+                )
         description += f" The alert resolves by itself {policy.tier_hold // MINUTE_MS} min after detection."
         return Condition(
             alertname=TIER_SWITCH,
@@ -250,6 +309,7 @@ class TierSwitchDetector(PerRouteDetector):
             description=description,
             evidence=evidence,
             decided_at_ms=e.at_ms,
+            severity=severity,
         )
 
     def to_state(self) -> dict[str, Any]:

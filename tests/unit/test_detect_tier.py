@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from telemetry.detect.engine import DetectionEngine
+from telemetry.detect.inputs import Gate, StoredInputs
 from telemetry.detect.testing import DAY, HOUR, MINUTE, Driver, Profile
 from telemetry.routes import RoutesConfig
 
@@ -73,12 +74,15 @@ def test_repeated_tier_up_names_the_previous_one_within_90_days() -> None:
     assert "tier-up also on" in fired[1].annotations["summary"]
 
 
-def test_cheaper_or_unpriced_switches_and_fresh_routes_do_not_fire() -> None:
+def test_a_tier_down_is_recorded_as_info_and_unpriced_switches_and_fresh_routes_do_not_fire() -> None:
     d = _driver(seed=4)
     d.run(SMALL, 24 * 60)
     d.run(replace(SMALL, served_model="tiny", cost_usd=0.002), 60)
     d.run(replace(SMALL, served_model="mystery", cost_usd=None), 60)
-    assert d.firing("TierSwitch") == []
+    (down,) = d.firing("TierSwitch")
+    assert down.labels["model"] == "tiny" and down.labels["severity"] == "info"
+    assert down.evidence["direction"] == "down" and down.evidence["gated"] is None
+    assert down.annotations["summary"].startswith("tier-down recorded")
 
     d = _driver(seed=5)  # a route's first model is its baseline, not a switch
     d.run(replace(SMALL, served_model="large", cost_usd=0.03), 2 * 60)
@@ -92,3 +96,54 @@ def test_gradual_rollout_of_a_pricier_model_fires_once() -> None:
     d.run(mixed, 60)
     d.run(replace(SMALL, served_model="large", cost_usd=0.03), 2 * DAY // MINUTE)
     assert [a.labels["model"] for a in d.firing("TierSwitch")] == ["large"]
+
+
+def _gated(route: str, model: str, state: str = "approved") -> StoredInputs:
+    gate = Gate(id="gate-0000abcd", route=route, current_model="small", proposed_model=model, state=state,
+                projected_monthly_usd=2500.0, projected_cost_per_request=0.025)  # fmt: skip
+    return StoredInputs(gates=(gate,))
+
+
+def test_an_ungated_tier_up_says_so_and_keeps_the_configured_severity() -> None:
+    d = _driver(seed=7)
+    d.run(SMALL, 24 * 60)
+    d.engine.set_inputs(_gated("support.answer", "large", state="open"))  # open is not approved
+    d.run(replace(SMALL, served_model="large", cost_usd=0.03), 30)
+    (alert,) = d.firing("TierSwitch")
+    assert alert.labels["severity"] == "warning"
+    assert alert.evidence["gated"] == "no" and alert.evidence["gate_id"] is None
+    assert alert.annotations["summary"].startswith("UNGATED tier-up")
+    assert "telemetry gate open" in alert.annotations["description"]
+
+
+def test_a_gated_tier_up_names_its_gate_and_compares_the_projection() -> None:
+    d = _driver(seed=8)
+    d.run(SMALL, 24 * 60)
+    d.engine.set_inputs(_gated("support.answer", "large"))
+    d.run(replace(SMALL, served_model="large", cost_usd=0.03), 30)
+    (alert,) = d.firing("TierSwitch")
+    assert alert.labels["severity"] == "info"
+    ev = alert.evidence
+    assert (ev["gated"], ev["gate_id"], ev["gate_state"]) == ("yes", "gate-0000abcd", "approved")
+    assert ev["gate_projected_cost_per_request"] == 0.025 and ev["gate_projected_monthly_usd"] == 2500.0
+    assert 1.0 < float(ev["observed_vs_projected"]) < 1.4  # type: ignore[arg-type]
+    assert alert.annotations["summary"].startswith("gated tier-up (gate-0000abcd)")
+
+
+def test_a_gate_for_another_route_or_model_does_not_gate_the_switch() -> None:
+    for inputs in (_gated("other.route", "large"), _gated("support.answer", "frontier")):
+        d = _driver(seed=9)
+        d.run(SMALL, 24 * 60)
+        d.engine.set_inputs(inputs)
+        d.run(replace(SMALL, served_model="large", cost_usd=0.03), 30)
+        (alert,) = d.firing("TierSwitch")
+        assert alert.evidence["gated"] == "no"
+
+
+def test_a_state_saved_before_gates_restores() -> None:
+    from telemetry.detect.tier import TierSwitchDetector
+
+    old = {"r": {"latched": {"large": 1}, "events": [{"model": "large", "previous_model": "small", "at_ms": 5,
+                                                       "cost_before": 0.01, "cost_after": 0.03}]}}  # fmt: skip
+    restored = TierSwitchDetector.from_state(old)
+    assert restored.states["r"].events[0].direction == "up" and restored.states["r"].events[0].gate_id == ""

@@ -1,14 +1,17 @@
 """The detector registry: one interface, one list, one-way imports, and no change in behaviour.
 
-``tests/data/detection_engine_v1.json.gz`` was recorded with the engine as it was before the
-detectors were registered (hard-coded detectors, one flat ``RoutePolicy`` in telemetry.routes):
-a 31-hour scenario on three routes that raises every alert (inhibition included), its
-notifications, the snapshot taken half-way, a digest of the final state, and what follows a
-:meth:`~telemetry.detect.engine.DetectionEngine.repair_clock`. The engine of today must restore
-that snapshot and, from the same facts, send the same notifications and end in the same state.
-To record it again (only when a change of behaviour is intended)::
+A 31-hour scenario on three routes raises every alert decided on facts (inhibition included).
+``tests/data/detection_engine_v2.json.gz`` holds its notifications, the snapshot taken half-way,
+a digest of the final state, and what follows a
+:meth:`~telemetry.detect.engine.DetectionEngine.repair_clock`, as the engine of today gives them;
+the engine must give the same from the same facts. To record it again (only when a change of
+behaviour is intended, e.g. a new detector or new evidence)::
 
     python -m tests.unit.test_detector_registry
+
+``tests/data/detection_engine_v1.json.gz`` was recorded with the engine as it was before the
+detectors were registered (hard-coded detectors, one flat ``RoutePolicy``, no gates): its
+half-way snapshot must still restore, lose nothing, and go on as today's engine does.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from telemetry.detect.testing import Driver, Profile
 from telemetry.routes import DEFAULT_KEEP_FIRING_MS, DEFAULT_SEVERITY, RoutePolicy, RoutesConfig
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURE = REPO / "tests" / "data" / "detection_engine_v1.json.gz"
+FIXTURE = REPO / "tests" / "data" / "detection_engine_v2.json.gz"
+FIXTURE_V1 = REPO / "tests" / "data" / "detection_engine_v1.json.gz"
 DETECT = Path(telemetry.detect.__file__).parent
 MINUTE = 60_000
 
@@ -124,8 +128,8 @@ def run_scenario(restore: bytes | None = None) -> dict[str, Any]:
     }
 
 
-def _recorded() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(gzip.decompress(FIXTURE.read_bytes()))
+def _recorded(fixture: Path = FIXTURE) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(gzip.decompress(fixture.read_bytes()))
     return data
 
 
@@ -133,7 +137,7 @@ def _recorded() -> dict[str, Any]:
 def test_the_scenario_raises_every_alert_once_at_least() -> None:
     recorded = _recorded()
     fired = {n["labels"]["alertname"] for _, n in recorded["before"] + recorded["after"]}
-    assert fired == set(names.ALERT_NAMES)
+    assert fired == set(names.ALERT_NAMES) - names.FROM_INPUTS
     assert not any(
         n["labels"]["route"] == "search" and n["labels"]["alertname"] == "LatencySLOBreach"
         for _, n in recorded["before"] + recorded["after"]
@@ -152,18 +156,28 @@ def test_the_same_facts_give_the_same_notifications_snapshot_and_state() -> None
 
 
 def test_a_snapshot_of_the_engine_before_the_registry_restores_and_goes_on_the_same() -> None:
-    recorded = _recorded()
-    now = run_scenario(restore=recorded["snapshot"].encode())
+    recorded, old_snapshot = _recorded(), _recorded(FIXTURE_V1)["snapshot"]
+    now = run_scenario(restore=old_snapshot.encode())
     assert now["after"] == recorded["after"]
     assert now["final_sha256"] == recorded["final_sha256"]
-    old = orjson.loads(recorded["snapshot"])
-    restored = DetectionEngine.restore(recorded["snapshot"].encode(), RoutesConfig.from_mapping(SCENARIO_ROUTES))
-    assert orjson.loads(restored.snapshot()) == old  # nothing lost, nothing invented
+    old = orjson.loads(old_snapshot)
+    restored = orjson.loads(DetectionEngine.restore(old_snapshot.encode(), RoutesConfig.from_mapping(SCENARIO_ROUTES)).snapshot())
+    fresh = orjson.loads(DetectionEngine(RoutesConfig()).snapshot())
+    for key, value in restored.items():  # nothing lost, nothing invented: detectors added since start fresh
+        if key not in old:
+            assert value == fresh[key], key
+        elif key == "tier":  # tier events gained a direction and a gate (an old one: up, ungated)
+            for route, st in value.items():
+                assert [{k: v for k, v in e.items() if k not in ("direction", "gate_id")} for e in st["events"]] == \
+                    old[key][route]["events"]
+                assert all((e["direction"], e["gate_id"]) == ("up", "") for e in st["events"])
+        else:
+            assert value == old[key], key
 
 
 def test_a_detector_missing_from_a_snapshot_starts_fresh() -> None:
     state = orjson.loads(_recorded()["snapshot"])
-    del state["silence"], state["tier"]
+    del state["silence"], state["tier"]  # fmt: skip
     engine = DetectionEngine.restore(orjson.dumps(state), RoutesConfig.from_mapping(SCENARIO_ROUTES))
     assert orjson.loads(engine.snapshot())["silence"] == {} and orjson.loads(engine.snapshot())["tier"] == {}
     assert engine.quality.states["chat"]  # the others are restored
@@ -179,14 +193,15 @@ def test_every_detector_is_registered_once_and_implements_the_interface() -> Non
         assert kind.from_state(orjson.loads(orjson.dumps(fresh.to_state()))).to_state() == fresh.to_state()
     engine = DetectionEngine(RoutesConfig())
     assert list(engine.detectors) == [kind.name for kind in DETECTORS]
-    # the snapshot keys of the engine before the registry
-    assert {kind.name for kind in DETECTORS} == {
+    # the snapshot keys of the engine before the registry are all still there
+    assert {kind.name for kind in DETECTORS} >= {
         "quality", "cost", "tier", "latency", "storm", "retry", "truncation", "silence", "budget"
     }  # fmt: skip
 
 
 def test_the_defaults_per_alert_come_from_the_detectors_unchanged() -> None:
-    assert DEFAULT_SEVERITY == {
+    old = set(names.ALERT_NAMES[:9])  # the alerts of the engine before the registry keep their defaults
+    assert {k: v for k, v in DEFAULT_SEVERITY.items() if k in old} == {
         "QualityRegression": "warning",
         "CostSpike": "warning",
         "TierSwitch": "warning",
@@ -197,7 +212,7 @@ def test_the_defaults_per_alert_come_from_the_detectors_unchanged() -> None:
         "BudgetOverrun": "warning",
         "TrafficStopped": "warning",
     }
-    assert DEFAULT_KEEP_FIRING_MS == {
+    assert {k: v for k, v in DEFAULT_KEEP_FIRING_MS.items() if k in old} == {
         "QualityRegression": 0,
         "CostSpike": 15 * MINUTE,
         "TierSwitch": 0,
