@@ -26,6 +26,7 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
+from telemetry.dashboard.worker import FaustApp, add_worker_dashboard
 from telemetry.ingest.batch import RawMessage
 from telemetry.ingest.inputs import InputRouter
 from telemetry.settings import Settings
@@ -39,6 +40,7 @@ from telemetry.sql import (
 from telemetry.worker.alerting import AlertingObserver
 from telemetry.worker.consumer import BatchConsumer
 from telemetry.worker.detection import DetectionOwner
+from telemetry.worker.gate_page import register_gate_page
 from telemetry.worker.pipeline import Kind, Pipeline, die
 from telemetry.worker.repartition import Repartitioner
 
@@ -114,7 +116,7 @@ def create_app(settings: Settings, pipeline: Pipeline, observer: AlertingObserve
     # In batch mode the ingest consumer owns TELEMETRY_CONSUMER_GROUP; Faust's own consumer
     # (which subscribes to nothing then) must not join that group with its own protocol.
     app_id = settings.consumer_group if settings.ingest_mode == "agents" else f"{settings.consumer_group}.app"
-    app = faust.App(
+    app = FaustApp(  # a faust.App that leaves / to the dashboard
         app_id,
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
         broker_credentials=broker_credentials(settings),
@@ -265,4 +267,6 @@ def create_app(settings: Settings, pipeline: Pipeline, observer: AlertingObserve
                 sql_waiting[0] -= 1
             return self.json(result.to_json())
 
+    add_worker_dashboard(app, settings, pipeline)  # /, /route/, /alerts/: read-only pages (telemetry.dashboard)
+    register_gate_page(app, pipeline, settings, _unauthorized)
     return app
