@@ -27,7 +27,7 @@ MAX_GATES = 100
 def register_gate_page(app: Any, pipeline: Any, settings: Settings,
                        unauthorized: Callable[[View, Request, Settings], Response | None]) -> None:  # fmt: skip
     @app.page("/telemetry/gates/")
-    class GatePage(View):  # type: ignore[misc]
+    class GatePage(View):
         async def post(self, request: Request) -> Response:
             denied = unauthorized(self, request, settings)
             if denied is not None:
