@@ -142,6 +142,9 @@ class Settings(BaseSettings):
         description="Attributes of an evaluation giving its verdict kind (online, human, closed_book, gold_context, ...).",
     )
 
+    tier_down_review_days: float = Field(
+        182.0, gt=0, description="Days between two scheduled tier-down reviews (a TierDownReview notification)."
+    )
     prices_file: Path | None = Field(None, description="TOML price overrides for private/negotiated models.")
     routes_file: Path | None = Field(None, description="TOML per-route config: owners, SLOs, budgets, channels.")
 

@@ -40,6 +40,7 @@ from telemetry.storage.deliveries import DeliveryStore
 from telemetry.storage.store import Store
 from telemetry.worker.alert_log import published_alert_ids
 from telemetry.worker.kafka_errors import publish_alerts
+from telemetry.worker.stored_inputs import REFRESH_EVERY_S, InputsRefresher
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,9 @@ class AlertingObserver:
         self.position: int | None = None  # offset of the next facts record to observe
         self._published: set[str] = set()  # alert ids on the topic since take-over
         self._state_time = 0  # updated_at of the newest saved state: saves go after it
+        self.inputs = InputsRefresher(settings, routes)
+        self._last_refresh = 0.0
+        self._refreshing: asyncio.Task[None] | None = None
 
     async def start(self, store: Store, producer: AIOKafkaProducer) -> None:
         self._store, self._producer = store, producer
@@ -152,6 +156,7 @@ class AlertingObserver:
                         extra={"wall_ms": wall_ms})  # fmt: skip
             await self._save()
         await self.dispatcher.start(DeliveryStore(store.client, store.db), self.retry)
+        await self._refresh_inputs()  # gates, prompt versions, ...: before the first evaluation
         self._ticker = asyncio.ensure_future(self._tick_forever())
         self.counters["detection_takeovers"] += 1
         log.info("detection owner: took over", extra={"facts_position": self.position,
@@ -162,11 +167,12 @@ class AlertingObserver:
         """Stop owning detection: save the state (with the facts position) for the next owner."""
         if not self.owner:
             return
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+        for task in (self._ticker, self._refreshing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._ticker = self._refreshing = None
         async with self._lock:
             if self._store is not None and (self._dirty or self.position is not None):
                 await self._save()
@@ -212,6 +218,29 @@ class AlertingObserver:
             except Exception:
                 self.counters["observer_tick_errors"] += 1
                 log.exception("idle evaluation failed")
+            if self.clock() - self._last_refresh >= REFRESH_EVERY_S and (self._refreshing is None or self._refreshing.done()):
+                self._refreshing = asyncio.ensure_future(self._refresh_inputs())
+
+    async def _refresh_inputs(self) -> None:
+        """Read the detectors' inputs from storage (``telemetry.worker.stored_inputs``) off the
+        event loop, then hand them to the engine. A failed read keeps the previous inputs."""
+        store = self._store
+        if store is None:
+            return
+        self._last_refresh = self.clock()
+        now_ms = self.engine.now_ms
+        try:
+            inputs = await asyncio.to_thread(self.inputs.refresh, store, now_ms)
+        except Exception:  # noqa: BLE001 - the detectors go on with what they had
+            self.counters["inputs.refresh_errors"] += 1
+            log.exception("reading the detectors' inputs failed")
+            return
+        for name, failures in self.inputs.failures.items():
+            self.counters[f"inputs.{name}.errors"] = failures
+        async with self._lock:
+            if self.owner:
+                self.engine.set_inputs(inputs)
+                self._dirty = True
 
     async def _evaluate(self, now_ms: int) -> None:
         alerts = self.engine.evaluate(now_ms)

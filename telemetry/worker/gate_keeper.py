@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from telemetry.detect.inputs import Gate
 from telemetry.gates import keeper
 from telemetry.gates.model import GateRecord, mark_applied, mark_postmortem_due
@@ -115,3 +117,45 @@ def gates_source(store: Store, settings: Settings, routes: RoutesConfig, now_ms:
         changed = {g.id: g for g in updates}
         gates = [changed.get(g.id, g) for g in gates]
     return {"gates": tuple(as_input(g) for g in gates)}
+
+
+class TierDownReviewSource:
+    """The tier-down review's input: the period (``TELEMETRY_TIER_DOWN_REVIEW_DAYS``) and the
+    latest review content (routes that tiered up in the period, ``telemetry report tier-down``'s
+    candidates), computed at most once an hour of wall time."""
+
+    EVERY_S = 3600.0
+
+    def __init__(self) -> None:
+        self.report: dict[str, Any] | None = None
+        self.computed_at = 0.0
+
+    def __call__(self, store: Store, settings: Settings, routes: RoutesConfig, now_ms: int) -> Mapping[str, Any]:
+        if now_ms and (self.report is None or time.time() - self.computed_at >= self.EVERY_S):
+            self.report = self._report(client_query(store), store.db, settings.tier_down_review_days, now_ms)
+            self.computed_at = time.time()
+        return {"extra": {"tier_down_review": {"every_days": settings.tier_down_review_days, "report": self.report}}}
+
+    @staticmethod
+    def _report(query: Query, db: str, days: float, now_ms: int) -> dict[str, Any]:
+        from telemetry.reports.query import ReportError
+        from telemetry.reports.tierdown import tier_down
+
+        since = now_ms - int(days * 86_400_000)
+        tiered = {f"{g.route} ({g.current_model} -> {g.proposed_model}, {g.id})"
+                  for g in load(query, db, states=("applied", "postmortem_due", "closed"))
+                  if g.direction == "up" and (g.applied_at_ms or 0) >= since}  # fmt: skip
+        for r in rows_of(query(
+            f"SELECT route, model, evidence FROM {db}.alerts WHERE alertname = 'TierSwitch' AND status = 'firing' "
+            f"AND sequence = 1 AND starts_at >= {_at(since)} AND starts_at <= {_at(now_ms)}"
+        )):  # fmt: skip
+            ev = orjson.loads(r["evidence"] or "{}")
+            if isinstance(ev, dict) and ev.get("direction", "up") == "up" and ev.get("gated") != "yes":
+                tiered.add(f"{r['route']} ({ev.get('previous_model')} -> {r['model']}, ungated)")
+        try:
+            td = tier_down(query, db)
+            candidates = [{"route": c.route, "current_model": c.current.name, "cheaper_model": c.cheaper.name,
+                           "monthly_saving_usd": c.monthly_saving} for c in td.candidates]  # fmt: skip
+        except ReportError:  # no data yet
+            candidates = []
+        return {"period_days": days, "tiered_up": sorted(tiered), "candidates": candidates}

@@ -46,10 +46,14 @@ def prompt_versions(store: Store, settings: Settings, routes: RoutesConfig, now_
 
 def _sources() -> list[tuple[str, Source]]:
     # One line per source; a source module imports what it needs.
-    from telemetry.worker.gate_keeper import gates_source
+    from telemetry.worker.gate_keeper import TierDownReviewSource, gates_source
 
     sources: list[tuple[str, Source]] = [("gates", gates_source), ("prompt_versions", prompt_versions)]
+    sources.append(("tier_down_review", _TIER_DOWN_REVIEW.setdefault("source", TierDownReviewSource())))
     return sources
+
+
+_TIER_DOWN_REVIEW: dict[str, Source] = {}  # one per process: it caches the hourly review content
 
 
 SOURCES: Callable[[], list[tuple[str, Source]]] = _sources
