@@ -56,7 +56,7 @@ def traffic(query: Query, db: str, routes: list[str], now_ms: int) -> dict[str, 
     return out
 
 
-def _period(query: Query, db: str, route: str, start_ms: int, end_ms: int) -> dict[str, Any]:
+def _period(query: Query, db: str, route: str, start_ms: int, end_ms: int, evaluator: str = "") -> dict[str, Any]:
     req = rows_of(query(
         f"SELECT count() AS n, countIf(cost_usd IS NOT NULL) AS priced, sum(ifNull(cost_usd, 0)) AS cost "
         f"FROM {db}.requests WHERE route = {sql_string(route)} AND ts >= {_at(start_ms)} AND ts < {_at(end_ms)}"
@@ -64,6 +64,7 @@ def _period(query: Query, db: str, route: str, start_ms: int, end_ms: int) -> di
     ver = rows_of(query(
         f"SELECT count() AS judged, countIf(passed = 1) AS passed FROM {db}.verdicts WHERE route = {sql_string(route)} "
         f"AND kind = 'online' AND request_ts >= {_at(start_ms)} AND request_ts < {_at(end_ms)}"
+        + (f" AND evaluator = {sql_string(evaluator)}" if evaluator else "")
     ))[0]  # fmt: skip
     priced, cost, judged, passed = int(req["priced"]), float(req["cost"] or 0.0), int(ver["judged"]), int(ver["passed"])
     cpr = cost / priced if priced else None
@@ -77,11 +78,14 @@ def _period(query: Query, db: str, route: str, start_ms: int, end_ms: int) -> di
 def postmortem_figures(query: Query, db: str, gate: GateRecord) -> dict[str, Any]:
     """Realized against projected: the 30 days after it was applied and the 30 days before."""
     applied = gate.applied_at_ms or 0
-    before, after = _period(query, db, gate.route, applied - MONTH_MS, applied), _period(query, db, gate.route, applied, applied + MONTH_MS)
+    quality = gate.evidence.get("quality")
+    judge = str(quality.get("evaluator") or "") if isinstance(quality, dict) else ""  # the gate's judge, not a mix
+    before = _period(query, db, gate.route, applied - MONTH_MS, applied, judge)
+    after = _period(query, db, gate.route, applied, applied + MONTH_MS, judge)
     projected = gate.projected_monthly_usd
     realized = after["monthly_usd"]
     return {
-        "realized_monthly_usd": realized, "projected_monthly_usd": projected,
+        "evaluator": judge or None, "realized_monthly_usd": realized, "projected_monthly_usd": projected,
         "realized_vs_projected": realized / projected if projected else None,
         "before": before, "after": after,
     }  # fmt: skip

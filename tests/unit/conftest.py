@@ -13,5 +13,11 @@ from telemetry.storage.clickhouse import connect
 
 
 @pytest.fixture(scope="session")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Client:
-    return connect(f"chdb://{tmp_path_factory.mktemp('chdb')}")
+def engine_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The DSN of the one embedded engine of this process (for code that connects by itself)."""
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
+@pytest.fixture(scope="session")
+def engine(engine_dsn: str) -> Client:
+    return connect(engine_dsn)
