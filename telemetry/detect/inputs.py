@@ -11,6 +11,7 @@ the snapshot, refreshed at take-over.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,17 @@ GATE_STATES = ("open", "approved", "rejected", "applied", "postmortem_due", "clo
 
 APPROVED_STATES = frozenset({"approved", "applied", "postmortem_due", "closed"})
 """States of a gate that was approved (the tier-up it names is decided, not reflexive)."""
+
+
+_VERSION_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest|v\d+(?:\.\d+)*)")
+
+
+def serves(served: str, proposed: str) -> bool:
+    """Whether a served model is the proposed one: the same name, or the name with a version
+    suffix (``gpt-4o-2024-08-06`` and ``gpt-4o-latest`` serve ``gpt-4o``; ``gpt-4o-mini`` does not)."""
+    if served == proposed:
+        return True
+    return served.startswith(proposed) and _VERSION_SUFFIX.fullmatch(served[len(proposed):]) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +85,7 @@ class StoredInputs:
 
     def gate_for(self, route: str, model: str) -> Gate | None:
         """The newest approved gate that moves ``route`` to ``model``, if any."""
-        found = [g for g in self.gates if g.route == route and g.proposed_model == model and g.approved]
+        found = [g for g in self.gates if g.route == route and serves(model, g.proposed_model) and g.approved]
         return max(found, key=lambda g: g.opened_at_ms) if found else None
 
     def prompt_change_near(self, route: str, at_ms: int, within_ms: int) -> PromptVersion | None:

@@ -24,7 +24,8 @@ from telemetry.settings import Settings
 from telemetry.sql import Query, QueryResult
 from telemetry.storage.store import Store
 
-HOUR_MS = 3_600_000
+RECENT_MS = 15 * 60_000
+"""The recent traffic a gate is applied by (TierSwitch's recent window)."""
 LOOKBACK_MS = 7 * 86_400_000
 MONTH_MS = 30 * 86_400_000
 
@@ -45,14 +46,14 @@ def traffic(query: Query, db: str, routes: list[str], now_ms: int) -> dict[str, 
     if not routes:
         return {}
     rows = rows_of(query(
-        f"SELECT route, served_model, countIf(ts >= {_at(now_ms - HOUR_MS)}) AS last_hour, "
+        f"SELECT route, served_model, countIf(ts >= {_at(now_ms - RECENT_MS)}) AS recent, "
         f"toUnixTimestamp64Milli(min(ts)) AS first_ms FROM {db}.requests "
         f"WHERE route IN ({', '.join(sql_string(r) for r in routes)}) AND ts >= {_at(now_ms - LOOKBACK_MS)} "
         f"AND ts <= {_at(now_ms)} GROUP BY route, served_model"
     ))  # fmt: skip
     out: dict[str, dict[str, keeper.ServedModel]] = {}
     for r in rows:
-        out.setdefault(str(r["route"]), {})[str(r["served_model"])] = keeper.ServedModel(int(r["last_hour"]), int(r["first_ms"]))
+        out.setdefault(str(r["route"]), {})[str(r["served_model"])] = keeper.ServedModel(int(r["recent"]), int(r["first_ms"]))
     return out
 
 

@@ -64,7 +64,7 @@ def test_what_a_gate_refuses() -> None:
         model.open_gate(route="r", current_model="a", proposed_model="a", hypothesis="h", author="x", now_ms=1, evidence={})
 
 
-def test_the_keeper_applies_when_the_proposed_model_serves_most_of_the_last_hour() -> None:
+def test_the_keeper_applies_when_the_proposed_model_serves_most_of_the_recent_traffic() -> None:
     g = model.approve(_gate(), reviewer="bob", now_ms=2)
     few = {"r": {"small": keeper.ServedModel(90, 1), "large-2025-01-01": keeper.ServedModel(10, 500)}}
     most = {"r": {"small": keeper.ServedModel(10, 1), "large-2025-01-01": keeper.ServedModel(90, 500)}}
@@ -74,6 +74,18 @@ def test_the_keeper_applies_when_the_proposed_model_serves_most_of_the_last_hour
     applied = model.mark_applied(g, at_ms=500, now_ms=3)
     assert keeper.due_for_postmortem([applied], 500 + 30 * DAY - 1) == []
     assert keeper.due_for_postmortem([applied], 500 + 30 * DAY) == [applied]
+
+
+@pytest.mark.parametrize(("served", "proposed", "expected"), [
+    ("gpt-4o", "gpt-4o", True), ("gpt-4o-2024-08-06", "gpt-4o", True), ("gpt-4o-latest", "gpt-4o", True),
+    ("claude-3-5-haiku-20241022", "claude-3-5-haiku", True), ("gpt-4o-mini", "gpt-4o", False),
+    ("gpt-4o-mini-2024-07-18", "gpt-4o", False), ("gpt-4", "gpt-4o", False),
+])  # fmt: skip
+def test_a_served_model_serves_the_proposed_one_only_with_a_version_suffix(served: str, proposed: str, expected: bool) -> None:
+    """gpt-4o-mini taking a route is not the gpt-4o a gate approved (the e2e test caught it)."""
+    from telemetry.detect.inputs import serves
+
+    assert serves(served, proposed) is expected
 
 
 def test_evidence_warns_of_what_a_reviewer_must_not_miss() -> None:
