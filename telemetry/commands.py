@@ -69,6 +69,21 @@ def register_report(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     register(sub)
 
 
+def register_ui(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from telemetry.dashboard.cli import register_ui as register
+
+    register(sub)
+
+
 REGISTER: list[Callable[[argparse._SubParsersAction], None]] = [  # type: ignore[type-arg]
-    register_simulate, register_replay, register_demo, register_report,
+    register_simulate, register_replay, register_demo, register_report, register_ui,
 ]  # fmt: skip
+
+
+def register_gate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from telemetry.gates.cli import register_gate as register
+
+    register(sub)
+
+
+REGISTER.append(register_gate)

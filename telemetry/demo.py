@@ -179,6 +179,10 @@ async def run_demo(settings: Settings, *, speed: float, scenario: str = "demo", 
     print(f"- starting the worker (embedded ClickHouse in {s.data_dir / 'clickhouse'}, log {s.data_dir / 'worker.log'})", file=out)
     worker = WorkerProcess(s, s.data_dir / "worker.log")
     await asyncio.to_thread(worker.start)
+    from telemetry.sql import worker_base_url
+
+    dashboard = f"{worker_base_url(s)}/" + ("?token=<TELEMETRY_WEB_TOKEN>" if s.web_token else "")
+    print(f"- dashboard: {dashboard} (live while the demo runs)", file=out)
     printer = AlertPrinter(s, out)
     printing = asyncio.create_task(printer.run())
     try:
@@ -203,6 +207,12 @@ async def run_demo(settings: Settings, *, speed: float, scenario: str = "demo", 
               file=out)  # fmt: skip
         if started_broker:
             print("The local Kafka broker keeps running; stop it with: telemetry kafka stop", file=out)
+        if sys.stdin.isatty():  # a person is watching: leave the dashboard up
+            print(f"The dashboard stays up at {dashboard}; Ctrl-C stops the worker.", file=out, flush=True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+        else:
+            print(f"See it again with: TELEMETRY_DATA_DIR={s.data_dir} telemetry ui", file=out)
         return 0 if ok else 1
     finally:
         printing.cancel()

@@ -2,11 +2,17 @@
 
 Wire it with ``register_report`` in the CLI registry (``telemetry.commands.REGISTER``). Every
 report is read-only and reaches ClickHouse like ``telemetry sql`` (:func:`query_function`).
+``--html FILE`` also writes the report as a self-contained page with the dashboard's charts
+(:func:`telemetry.dashboard.report.report_html`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from telemetry.settings import Settings
@@ -17,10 +23,28 @@ _CHECK_CODES = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}
 FORMATS = ("table", "csv", "json")
 
 
-def _print(report: Any, args: argparse.Namespace) -> None:
+def _print(report: Any, args: argparse.Namespace, settings: Settings, query: Any) -> None:
     from telemetry.reports.output import render_report
 
     print(render_report(report.to_report(), args.format))
+    if args.html:
+        from telemetry.dashboard.report import report_html
+
+        _write(Path(args.html), report_html(report, query, settings.clickhouse_database))
+        print(f"wrote {args.html}", file=sys.stderr)
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def query_function(settings: Settings) -> Any:
@@ -33,34 +57,38 @@ def cmd_cost_projection(args: argparse.Namespace, settings: Settings) -> int:
     from telemetry.pricing import PriceBook
     from telemetry.reports.projection import cost_projection
 
-    result = cost_projection(query_function(settings), settings.clickhouse_database, route=args.route, model=args.model,
+    query = query_function(settings)
+    result = cost_projection(query, settings.clickhouse_database, route=args.route, model=args.model,
                              book=PriceBook(settings.prices_file), days=args.days, provider=args.provider)  # fmt: skip
-    _print(result, args)
+    _print(result, args, settings, query)
     return 0
 
 
 def cmd_model_history(args: argparse.Namespace, settings: Settings) -> int:
     from telemetry.reports.history import model_history
 
-    _print(model_history(query_function(settings), settings.clickhouse_database, route=args.route, days=args.days), args)
+    query = query_function(settings)
+    _print(model_history(query, settings.clickhouse_database, route=args.route, days=args.days), args, settings, query)
     return 0
 
 
 def cmd_diagnostics(args: argparse.Namespace, settings: Settings) -> int:
     from telemetry.reports.diagnostics import diagnostics
 
-    result = diagnostics(query_function(settings), settings.clickhouse_database, route=args.route, model=args.model,
+    query = query_function(settings)
+    result = diagnostics(query, settings.clickhouse_database, route=args.route, model=args.model,
                          days=args.days, target=args.target, min_judged=args.min_judged)  # fmt: skip
-    _print(result, args)
+    _print(result, args, settings, query)
     return 0
 
 
 def cmd_tier_down(args: argparse.Namespace, settings: Settings) -> int:
     from telemetry.reports.tierdown import tier_down
 
-    result = tier_down(query_function(settings), settings.clickhouse_database, days=args.days, tolerance=args.tolerance,
+    query = query_function(settings)
+    result = tier_down(query, settings.clickhouse_database, days=args.days, tolerance=args.tolerance,
                        min_judged=args.min_judged, factor=args.cpc_rise)  # fmt: skip
-    _print(result, args)
+    _print(result, args, settings, query)
     return 0
 
 
@@ -68,9 +96,10 @@ def cmd_canary(args: argparse.Namespace, settings: Settings) -> int:
     from telemetry.reports.canary import Criteria, canary
 
     criteria = Criteria(args.max_pass_drop, args.max_p95_ratio, args.max_cost_ratio)
-    result = canary(query_function(settings), settings.clickhouse_database, route=args.route, control=args.control,
+    query = query_function(settings)
+    result = canary(query, settings.clickhouse_database, route=args.route, control=args.control,
                     canary_arm=args.canary, days=args.days, criteria=criteria)  # fmt: skip
-    _print(result, args)
+    _print(result, args, settings, query)
     return _CHECK_CODES[result.verdict.status] if args.check else 0
 
 
@@ -94,6 +123,8 @@ def register_report(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     common.add_argument("--days", type=_positive, default=7.0,
                         help="window in days, ending at the newest request in the data (default 7)")  # fmt: skip
     common.add_argument("--format", choices=FORMATS, default="table")
+    common.add_argument("--html", metavar="FILE", default=None,
+                        help="also write the report as a self-contained HTML page with the dashboard's charts")  # fmt: skip
 
     report = sub.add_parser("report", help="analyst reports: cost-projection, model-history, diagnostics, tier-down, canary")
     reports = report.add_subparsers(dest="report", required=True, metavar="REPORT")
