@@ -20,6 +20,7 @@ and re-fires them.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -30,7 +31,7 @@ from telemetry.detect.condition import Condition, Evidence, clip, pct, rounded, 
 from telemetry.detect.detector import Context, Detector
 from telemetry.detect.inputs import Gate
 from telemetry.detect.names import TIER_DOWN_REVIEW, TIER_UP_POSTMORTEM_DUE
-from telemetry.detect.policy import DAY_MS, Duration, PolicySection
+from telemetry.detect.policy import DAY_MS, HOUR_MS, Duration, PolicySection
 
 FLEET_ROUTE = "*"
 """The route label of a fleet-wide notification (TierDownReview)."""
@@ -57,13 +58,12 @@ class TierUpPostmortemDetector(Detector):
     policy: ClassVar[type[PostmortemPolicy]] = PostmortemPolicy
 
     def __init__(self) -> None:
-        self.last: list[Condition] = []
+        self.due: list[Gate] = []
 
     def evaluate(self, ctx: Context) -> list[Condition]:
-        if not ctx.inputs.as_of_ms:
-            return self.last
-        self.last = [self._condition(g) for g in ctx.inputs.gates if g.state == "postmortem_due"]
-        return self.last
+        if ctx.inputs.as_of_ms:  # else not read yet (a restart): what was due stays due
+            self.due = [g for g in ctx.inputs.gates if g.state == "postmortem_due"]
+        return [self._condition(g) for g in self.due]
 
     @staticmethod
     def _condition(g: Gate) -> Condition:
@@ -101,11 +101,14 @@ class TierUpPostmortemDetector(Detector):
                          decided_at_ms=g.postmortem_due_at_ms or g.applied_at_ms or 0)  # fmt: skip
 
     def to_state(self) -> Any:
-        return {}
+        return {"due": [{**asdict(g), "postmortem": dict(g.postmortem)} for g in self.due]}
 
     @classmethod
     def from_state(cls, data: Any) -> TierUpPostmortemDetector:
-        return cls()
+        d = cls()
+        if isinstance(data, dict):
+            d.due = [Gate(**g) for g in data.get("due", []) if isinstance(g, dict)]
+        return d
 
     def repair_clock(self, wall_ms: int) -> None:
         return None
@@ -114,7 +117,7 @@ class TierUpPostmortemDetector(Detector):
 class ReviewPolicy(PolicySection):
     """TierDownReview's keys ([defaults] only: the review is fleet-wide)."""
 
-    review_hold: Duration = Field(DAY_MS, ge=60_000)
+    review_hold: Duration = Field(HOUR_MS, ge=60_000)
 
 
 class TierDownReviewDetector(Detector):
