@@ -18,14 +18,16 @@ Contract
   1 h and 6 h (at least 20 passed verdicts in each): a cheaper-but-worse model that costs more
   per *correct* answer fires too. The pass rate part is otherwise QualityRegression's job.
 - One alert per route (``model`` label ``""``); evidence names the top served model, the monthly
-  extra spend at the current request rate and both metrics.
+  extra spend at the current request rate and both metrics, and a prompt version the route
+  started serving within 2 h of the change (the long window's start), when there is one
+  (``prompt_version_change``: the usual cause of a cost change without a model change).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
@@ -33,6 +35,7 @@ from pydantic import Field, model_validator
 from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition, Evidence, clip, rounded, usd
 from telemetry.detect.detector import Context, PassRates, PerRouteDetector
+from telemetry.detect.inputs import StoredInputs, prompt_attribution
 from telemetry.detect.names import COST_SPIKE
 from telemetry.detect.policy import Duration, PolicySection
 from telemetry.detect.stats import mad_sigma, median
@@ -95,7 +98,14 @@ class CostSpikeDetector(PerRouteDetector):
     def evaluate_route(self, route: str, window: RouteWindow, policy: CostPolicy, ctx: Context) -> list[Condition]:
         """The route's CostSpike condition, if it holds now (pass rates from ``ctx.quality``)."""
         now_ms = ctx.now_ms
-        return self._evaluate(route, window, policy, now_ms, lambda: ctx.quality.pass_rates(route, now_ms))
+        found = self._evaluate(route, window, policy, now_ms, lambda: ctx.quality.pass_rates(route, now_ms))
+        return [self._attributed(c, ctx.inputs, now_ms - policy.cost_long_window) for c in found]
+
+    @staticmethod
+    def _attributed(c: Condition, inputs: StoredInputs, change_ms: int) -> Condition:
+        """Name a prompt version first served near the change (the long window's start), if any."""
+        evidence, text = prompt_attribution(inputs, c.route, change_ms)
+        return replace(c, evidence={**c.evidence, **evidence}, description=c.description + text)
 
     def _evaluate(
         self,

@@ -94,3 +94,24 @@ class StoredInputs:
         versions = self.prompt_versions.get(route, ())
         near = [v for i, v in enumerate(versions) if i > 0 and abs(v.first_ms - at_ms) <= within_ms]
         return min(near, key=lambda v: abs(v.first_ms - at_ms)) if near else None
+
+
+PROMPT_NEAR_MS = 2 * 3_600_000
+"""A prompt version first served this close to a change point is named in the alert's evidence."""
+
+
+def prompt_attribution(inputs: StoredInputs, route: str, at_ms: int, within_ms: int = PROMPT_NEAR_MS) -> tuple[dict[str, Any], str]:
+    """Evidence (``prompt_version_change``, ``prompt_version_changed_at``, ``prompt_version_previous``)
+    and a sentence naming the prompt version ``route`` started serving near ``at_ms``, if any."""
+    near = inputs.prompt_change_near(route, at_ms, within_ms)
+    if near is None:
+        return {"prompt_version_change": None, "prompt_version_changed_at": None, "prompt_version_previous": None}, ""
+    versions = inputs.prompt_versions.get(route, ())
+    index = versions.index(near)
+    previous = versions[index - 1].version if index > 0 else None
+    from datetime import UTC, datetime
+
+    when = datetime.fromtimestamp(near.first_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = (f" Prompt version {near.version} started serving at {when} (after {previous or 'another'}), "
+            f"{abs(near.first_ms - at_ms) / 60_000:.0f} min from the change: a likely cause.")  # fmt: skip
+    return {"prompt_version_change": near.version, "prompt_version_changed_at": when, "prompt_version_previous": previous}, text

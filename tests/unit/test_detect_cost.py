@@ -68,3 +68,24 @@ def test_cost_per_correct_answer_fires_on_a_quality_collapse_at_equal_cost() -> 
         fired[0].evidence["baseline_cost_per_correct"]  # type: ignore[arg-type]
     )
     assert len(d.firing("QualityRegression")) == 1
+
+
+def test_a_cost_spike_names_the_prompt_version_that_started_near_it() -> None:
+    from telemetry.detect.inputs import PromptVersion, StoredInputs
+
+    d = _driver(seed=2)
+    d.run(CLEAN, 24 * 60)
+    change = d.now_ms
+    versions = (PromptVersion("v12", change - 5 * 24 * 3_600_000, 9000), PromptVersion("v13", change + 60_000, 400))
+    d.engine.set_inputs(StoredInputs(as_of_ms=change, prompt_versions={"search.rerank": versions}))
+    d.run(replace(CLEAN, cost_usd=0.03), 30)
+    (alert,) = d.firing("CostSpike")
+    ev = alert.evidence
+    assert (ev["prompt_version_change"], ev["prompt_version_previous"]) == ("v13", "v12")
+    assert "Prompt version v13 started serving" in alert.annotations["description"]
+
+    quiet = _driver(seed=2)  # an old prompt change is not near: nothing named
+    quiet.run(CLEAN, 24 * 60)
+    quiet.engine.set_inputs(StoredInputs(as_of_ms=quiet.now_ms, prompt_versions={"search.rerank": versions[:1]}))
+    quiet.run(replace(CLEAN, cost_usd=0.03), 30)
+    assert quiet.firing("CostSpike")[0].evidence["prompt_version_change"] is None
