@@ -103,6 +103,14 @@ def cmd_canary(args: argparse.Namespace, settings: Settings) -> int:
     return _CHECK_CODES[result.verdict.status] if args.check else 0
 
 
+def cmd_prompt_history(args: argparse.Namespace, settings: Settings) -> int:
+    from telemetry.reports.prompts import prompt_history
+
+    query = query_function(settings)
+    _print(prompt_history(query, settings.clickhouse_database, route=args.route, days=args.days), args, settings, query)
+    return 0
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -126,7 +134,8 @@ def register_report(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     common.add_argument("--html", metavar="FILE", default=None,
                         help="also write the report as a self-contained HTML page with the dashboard's charts")  # fmt: skip
 
-    report = sub.add_parser("report", help="analyst reports: cost-projection, model-history, diagnostics, tier-down, canary")
+    report = sub.add_parser("report", help="analyst reports: cost-projection, model-history, diagnostics, tier-down, canary, "
+                                         "prompt-history")
     reports = report.add_subparsers(dest="report", required=True, metavar="REPORT")
 
     p = reports.add_parser("cost-projection", parents=[common],
@@ -167,3 +176,8 @@ def register_report(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-cost-ratio", type=_positive, default=1.5, help="allowed cost per request ratio (default 1.5)")
     p.add_argument("--check", action="store_true", help="exit 1 on FAIL, 3 on INCONCLUSIVE (for CI gates)")
     p.set_defaults(func=cmd_canary)
+
+    p = reports.add_parser("prompt-history", parents=[common],
+                           help="each prompt version of a route: when, pass rate, cost per request and per correct answer")  # fmt: skip
+    p.add_argument("--route", required=True)
+    p.set_defaults(func=cmd_prompt_history)
