@@ -46,6 +46,11 @@ def _num(data: Any, key: str) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def _int(data: Any, key: str) -> int | None:
+    value = _num(data, key)
+    return None if value is None else int(value)
+
+
 class PostmortemPolicy(PolicySection):
     """TierUpPostmortemDue has no keys of its own (its severity is in the routes file's table)."""
 
@@ -77,7 +82,7 @@ class TierUpPostmortemDetector(Detector):
             "projected_monthly_usd": rounded(projected), "realized_monthly_usd": rounded(realized),
             "realized_vs_projected": rounded(ratio, 4),
             "pass_rate_before": rounded(_num(before, "pass_rate"), 4), "pass_rate_after": rounded(_num(after, "pass_rate"), 4),
-            "judged_before": _num(before, "judged"), "judged_after": _num(after, "judged"),
+            "judged_before": _int(before, "judged"), "judged_after": _int(after, "judged"),
             "cost_per_correct_before": rounded(_num(before, "cost_per_correct_usd")),
             "cost_per_correct_after": rounded(_num(after, "cost_per_correct_usd")),
             "cost_per_request_before": rounded(_num(before, "cost_per_request_usd")),

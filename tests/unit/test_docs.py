@@ -262,3 +262,11 @@ def test_otel_attribute_table_is_generated_from_the_dialects() -> None:
     text = DOC.read_text()
     assert updated(text) == text, "docs/otel.md is out of date: run python -m tools.otel_doc"
     assert "`gen_ai.usage.input_tokens`" in text and "`llm.token_count.prompt`" in text
+
+
+def test_gate_examples_are_generated_from_the_code() -> None:
+    from tools.gates_doc import DOC, updated
+
+    text = DOC.read_text()
+    assert updated(text) == text, "docs/gates.md is out of date: run python -m tools.gates_doc"
+    assert "UNGATED tier-up" in text and "TierUpPostmortemDue" in text and "Closed-book / gold-context reading" in text
