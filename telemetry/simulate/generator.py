@@ -39,7 +39,9 @@ from telemetry.contracts.request import REQUEST_SCHEMA_VERSION
 from telemetry.contracts.verdict import VERDICT_SCHEMA_VERSION
 from telemetry.simulate.scenario import (
     Alias404Storm,
+    Canary,
     IncidentWindow,
+    JudgeDrift,
     LatencyRegression,
     QualityDrop,
     RetryStorm,
@@ -159,6 +161,8 @@ class _Effective:
         "truncate_to",
         "storm404",
         "retry_storm",
+        "agreement",
+        "canary",
     )
 
     def __init__(self, route: Route) -> None:
@@ -174,6 +178,8 @@ class _Effective:
         self.truncate_to = route.max_output_tokens
         self.storm404: Alias404Storm | None = None
         self.retry_storm: RetryStorm | None = None
+        self.agreement = route.judge_agreement
+        self.canary: Canary | None = None
 
     def apply(self, inc: Any) -> None:
         if isinstance(inc, QualityDrop):
@@ -196,6 +202,10 @@ class _Effective:
             self.ttft_factor *= inc.ttft_factor if inc.ttft_factor is not None else inc.latency_factor
         elif isinstance(inc, RetryStorm):
             self.retry_storm = inc
+        elif isinstance(inc, JudgeDrift):
+            self.agreement = inc.agreement
+        elif isinstance(inc, Canary):
+            self.canary = inc
         elif isinstance(inc, TruncationSpike):
             self.truncation_rate = inc.truncation_rate
             if inc.max_output_tokens is not None:
@@ -321,6 +331,20 @@ class TrafficGenerator:
             if w.start_ms <= now < w.end_ms:
                 eff.apply(w.incident)
 
+        experiment = route.experiment
+        extra_errors = 0.0
+        if eff.canary is not None:
+            c = eff.canary
+            if rng.random() < c.share:
+                experiment = c.arm
+                eff.model = eff.served = c.model
+                if c.provider:
+                    eff.provider = c.provider
+                eff.pass_rate = min(1.0, max(0.0, eff.pass_rate + c.pass_rate_delta))
+                eff.lat_factor *= c.latency_factor
+                extra_errors = c.error_rate or 0.0
+            else:
+                experiment = c.control
         base_id = f"req_{rng.getrandbits(64):016x}"
         user = rng.randrange(route.users)
         user_hash = f"{(user * 0x9E3779B97F4A7C15 + st.salt) & _MASK64:016x}"
@@ -351,6 +375,9 @@ class TrafficGenerator:
                 error = (rstorm.error_type, rstorm.http_status)
                 latency = math.exp(rstorm.latency_ms.mu + rstorm.latency_ms.sigma * rng.gauss(0.0, 1.0))
                 retry_max, retry_p = rstorm.max_attempts, 1.0
+            elif extra_errors and rng.random() < extra_errors:
+                error = ("server_error", 500)
+                latency = math.exp(st.lat_mu + st.lat_sigma * rng.gauss(0.0, 1.0)) * 0.5 * eff.lat_factor
             elif route.error_rate and rng.random() < route.error_rate:
                 u = rng.random()
                 i = 0
@@ -381,6 +408,8 @@ class TrafficGenerator:
                 if status is not None:
                     body["http_status"] = status
                 body.update(attempt=attempt, prompt_version=eff.prompt_version, user_hash=user_hash)
+                if experiment:
+                    body["experiment"] = experiment
                 if route.tags:
                     body["tags"] = route.tags
                 end_ms = ts + int(latency)
@@ -429,10 +458,13 @@ class TrafficGenerator:
             )
             if route.tags:
                 body["tags"] = route.tags
+            if experiment:
+                body["experiment"] = experiment
             end_ms = ts + int(latency)
             request_publish = end_ms
+            labeled = self._human_label(route, eff, request_id, end_ms)
 
-            if route.judged_fraction and rng.random() < route.judged_fraction:
+            if not labeled and route.judged_fraction and rng.random() < route.judged_fraction:
                 passed = rng.random() < eff.pass_rate
                 score = 0.5 + 0.5 * rng.random() if passed else 0.49 * rng.random()
                 noise = self._noise
@@ -485,6 +517,22 @@ class TrafficGenerator:
                 request_publish, "requests", request_id.encode(), body, self._noise.request_duplicate_fraction
             )
             return
+
+    def _human_label(self, route: Route, eff: _Effective, request_id: str, end_ms: int) -> bool:
+        """A human label on ``human_fraction`` of ok requests, and the judge's verdict on the same
+        request: they agree with probability ``eff.agreement`` (a drifting judge agrees less)."""
+        rng = self._rng
+        if not route.human_fraction or rng.random() >= route.human_fraction:
+            return False
+        human = rng.random() < eff.pass_rate
+        judge = human if rng.random() < eff.agreement else not human
+        delay = self._judge_delay(route)
+        for evaluator, kind, passed, at in ((route.evaluator, route.evaluator_kind, judge, end_ms + delay),
+                                            (route.human_evaluator, "human", human, end_ms + 4 * delay)):  # fmt: skip
+            verdict = {"schema_version": VERDICT_SCHEMA_VERSION, "request_id": request_id, "ts": at,
+                       "evaluator": evaluator, "kind": kind, "passed": passed}  # fmt: skip
+            self._publish(at, "verdicts", request_id.encode(), verdict, 0.0)
+        return True
 
     def _judge_delay(self, route: Route) -> int:
         rng = self._rng

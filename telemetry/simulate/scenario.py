@@ -61,6 +61,8 @@ ALERTNAMES: frozenset[str] = frozenset(
         "ErrorStorm",
         "RetryAmplification",
         "TruncationSpike",
+        "CanaryVerdict",
+        "JudgeDrift",
     }
 )
 
@@ -71,6 +73,8 @@ IncidentKind = Literal[
     "latency_regression",
     "retry_storm",
     "truncation_spike",
+    "canary",
+    "judge_drift",
 ]
 
 EXPECTED_ALERTS: dict[str, tuple[str, ...]] = {
@@ -80,6 +84,8 @@ EXPECTED_ALERTS: dict[str, tuple[str, ...]] = {
     "latency_regression": ("LatencySLOBreach",),
     "retry_storm": ("RetryAmplification",),
     "truncation_spike": ("TruncationSpike",),
+    "canary": ("CanaryVerdict",),
+    "judge_drift": ("JudgeDrift",),
 }
 """Incident kind -> alert names that detect it (any one of them firing on the route counts)."""
 
@@ -227,6 +233,10 @@ class Route(_Model):
     evaluator_kind: VerdictKind = "online"
     eval_cost_usd: float | None = Field(default=None, ge=0)
     prompt_version: str = Field(default="v1", max_length=256)
+    human_fraction: Fraction = Field(default=0.0, description="Share of ok requests a human also labels.")
+    human_evaluator: str = Field(default="human@v1", min_length=1, max_length=256)
+    judge_agreement: Fraction = Field(default=0.95, description="How often a human label equals the judge's verdict.")
+    experiment: str = Field(default="", max_length=256, description="Experiment arm of the route's own traffic.")
 
     # errors and retries
     error_rate: Fraction = Field(default=0.002, description="Per-attempt failure probability (429/5xx/timeout).")
@@ -379,8 +389,32 @@ class TruncationSpike(_IncidentBase):
     max_output_tokens: int | None = Field(default=None, ge=1)
 
 
+class Canary(_IncidentBase):
+    """A canary: ``share`` of the route's requests go to the arm ``arm`` served by ``model``
+    (requested as such: not silent), the rest to ``control``; the canary's pass rate moves by
+    ``pass_rate_delta``, its latency by ``latency_factor`` and it fails with ``error_rate``."""
+
+    kind: Literal["canary"]
+    model: str = Field(min_length=1, description="The canary's model.")
+    provider: str | None = None
+    share: Fraction = 0.2
+    arm: str = Field(default="canary", min_length=1, max_length=256)
+    control: str = Field(default="control", min_length=1, max_length=256)
+    pass_rate_delta: float = Field(default=0.0, ge=-1, le=1)
+    latency_factor: float = Field(default=1.0, gt=0)
+    error_rate: Fraction | None = None
+
+
+class JudgeDrift(_IncidentBase):
+    """The route's LLM judge drifts from its human labels: a human label equals the judge's
+    verdict only with probability ``agreement`` (the route's ``judge_agreement`` before)."""
+
+    kind: Literal["judge_drift"]
+    agreement: Fraction = 0.6
+
+
 Incident = Annotated[
-    QualityDrop | SilentTierUp | Alias404Storm | LatencyRegression | RetryStorm | TruncationSpike,
+    QualityDrop | SilentTierUp | Alias404Storm | LatencyRegression | RetryStorm | TruncationSpike | Canary | JudgeDrift,
     Field(discriminator="kind"),
 ]
 

@@ -445,3 +445,63 @@ def test_start_override_shifts_everything() -> None:
     assert [w.start_ms for w in inc_sc.incident_windows(later)] == [
         w.start_ms + shift for w in inc_sc.incident_windows()
     ]
+
+
+def test_a_canary_splits_the_route_into_arms_and_a_judge_drift_lowers_agreement() -> None:
+    from telemetry.simulate.generator import TrafficGenerator
+    from telemetry.simulate.scenario import parse_scenario
+
+    text = """
+[scenario]
+name = "arms"
+seed = 3
+start = "2025-06-01T00:00:00Z"
+duration = "4h"
+
+[[route]]
+name = "r"
+provider = "openai"
+model = "gpt-4o-mini"
+peak_rps = 2
+shape = "flat"
+judged_fraction = 0.0
+human_fraction = 0.2
+judge_agreement = 0.95
+error_rate = 0.0
+
+[[incident]]
+route = "r"
+kind = "canary"
+at = "1h"
+duration = "1h"
+model = "gpt-4o"
+share = 0.25
+error_rate = 0.2
+
+[[incident]]
+route = "r"
+kind = "judge_drift"
+at = "2h"
+duration = "2h"
+agreement = 0.5
+"""
+    import orjson
+
+    events = list(TrafficGenerator(parse_scenario(text, prices=False)))
+    start = 1748736000000
+    requests = [orjson.loads(e.value) for e in events if e.topic_kind == "requests" and e.note != "malformed"]
+    in_canary = [r for r in requests if start + 3_600_000 <= r["ts"] < start + 7_200_000]
+    arms = {r.get("experiment") for r in in_canary}
+    assert arms == {"canary", "control"} and {r.get("experiment") for r in requests if r["ts"] < start + 3_600_000} == {None}
+    canary = [r for r in in_canary if r["experiment"] == "canary"]
+    assert 0.18 < len(canary) / len(in_canary) < 0.32 and all(r["model"] == "gpt-4o" for r in canary)
+    assert 0.1 < sum(r["status"] == "error" for r in canary) / len(canary) < 0.3
+    verdicts = [orjson.loads(e.value) for e in events if e.topic_kind == "verdicts" and e.note != "malformed"]
+    by_request: dict[str, dict[str, bool]] = {}
+    for v in verdicts:
+        by_request.setdefault(v["request_id"], {})[v["kind"]] = v["passed"]
+    ts_of = {r["request_id"]: r["ts"] for r in requests}
+    pairs = [(ts_of[rid], k["online"] == k["human"]) for rid, k in by_request.items() if len(k) == 2 and rid in ts_of]
+    before = [same for ts, same in pairs if ts < start + 7_200_000]
+    after = [same for ts, same in pairs if ts >= start + 7_200_000]
+    assert sum(before) / len(before) > 0.9 and 0.4 < sum(after) / len(after) < 0.6

@@ -144,7 +144,8 @@ def test_models_must_be_priced_by_genai_prices() -> None:
 
 def test_expected_alerts_cover_every_kind() -> None:
     assert set(EXPECTED_ALERTS) == {
-        "quality_drop", "silent_tier_up", "alias_404_storm", "latency_regression", "retry_storm", "truncation_spike"
+        "quality_drop", "silent_tier_up", "alias_404_storm", "latency_regression", "retry_storm", "truncation_spike",
+        "canary", "judge_drift",
     }  # fmt: skip
     assert {a for names in EXPECTED_ALERTS.values() for a in names} == ALERTNAMES
     assert EXPECTED_ALERTS["silent_tier_up"] == ("TierSwitch", "CostSpike")
