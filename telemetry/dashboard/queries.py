@@ -37,6 +37,7 @@ __all__ = [
     "ROUTE_FIRST_SEEN",
     "ROUTE_MODELS",
     "ROUTE_MODEL_HOURS",
+    "ROUTE_OVERVIEW",
     "ROUTE_SERIES",
     "SPARKS",
     "TEMPLATES",
@@ -127,7 +128,8 @@ SELECT DISTINCT route
 FROM @DB@.route_minute_state
 ORDER BY route""", ("route",))
 
-OVERVIEW = Template("overview", f"""\
+def _overview(name: str, where: str) -> Template:
+    return Template(name, f"""\
 SELECT
     route,
     model,
@@ -136,11 +138,17 @@ SELECT
 {_RATIOS},
 {_quantile("latency_state", 2, "latency_p95_ms")}
 FROM @DB@.route_minute_state
-WHERE minute >= @T0@ AND minute < @T1@
+WHERE {where}minute >= @T0@ AND minute < @T1@
 GROUP BY route, model
 HAVING requests > 0
 ORDER BY route, requests DESC, model""", ("route", "model", "team", *_SUM_COLUMNS, *_RATIO_COLUMNS, "latency_p95_ms"))
+
+
+OVERVIEW = _overview("overview", "")
 """Per route x served model over the window: traffic, quality, cost, p95 latency."""
+
+ROUTE_OVERVIEW = _overview("route_overview", "route = @ROUTE@ AND ")
+"""OVERVIEW for one route (its served models on the route page): reads only that route's rows."""
 
 SPARKS = Template("sparks", f"""\
 SELECT
@@ -267,6 +275,6 @@ LIMIT 1000""", ("id", "route", "current_model", "proposed_model", "state", "open
 """Tier-up gates with a record (opened, decided, applied) inside the window."""
 
 TEMPLATES: tuple[Template, ...] = (
-    ANCHOR, ROUTES, OVERVIEW, SPARKS, ROUTE_SERIES, ROUTE_ERRORS, ROUTE_MODELS, ROUTE_MODEL_HOURS, ROUTE_FIRST_SEEN,
+    ANCHOR, ROUTES, OVERVIEW, SPARKS, ROUTE_OVERVIEW, ROUTE_SERIES, ROUTE_ERRORS, ROUTE_MODELS, ROUTE_MODEL_HOURS, ROUTE_FIRST_SEEN,
     ALERTS, GATES,
 )  # fmt: skip

@@ -445,3 +445,21 @@ def test_report_html_option_writes_the_file(query: Query, database: str, engine:
     captured = capsys.readouterr()
     assert captured.out.startswith("model-history: route support.answer") and f"wrote {out}" in captured.err
     assert out.read_text().startswith("<!doctype html>") and not list(out.parent.glob(".history.html.*"))
+
+
+# -- docs ---------------------------------------------------------------------------------------------------------
+def test_docs_name_every_query_and_page_and_the_readme_pictures_exist() -> None:
+    from pathlib import Path
+
+    from telemetry.dashboard.web import PAGES
+
+    repo = Path(__file__).resolve().parents[2]
+    text = (repo / "docs" / "dashboard.md").read_text()
+    missing = [t.name.upper() for t in q.TEMPLATES if f"`{t.name.upper()}`" not in text]
+    assert not missing, f"docs/dashboard.md does not describe {missing}"
+    assert all(f"`{path}" in text for path in PAGES)
+    readme = (repo / "README.md").read_text()
+    pictures = re.findall(r"!\[[^\]]*\]\((docs/img/[^)]+)\)", readme)
+    assert {"docs/img/overview.png", "docs/img/route.png"} <= set(pictures)
+    for picture in pictures:
+        assert (repo / picture).read_bytes().startswith(b"\x89PNG"), picture
