@@ -125,7 +125,7 @@ def _duration(ms: int) -> str:
 def href(base: str, path: str, **params: str) -> str:
     """A relative link to ``path`` (``""``, ``"route/"``, ``"alerts/"``) with its query string."""
     query = urlencode({k: v for k, v in params.items() if v})
-    return esc(f"{base}{path}" + (f"?{query}" if query else "") or "./")
+    return esc((f"{base}{path}" + (f"?{query}" if query else "")) or "./")
 
 
 def layout(title: str, main: str, *, chrome: Chrome, active: str = "", ranges: str = "", status: str = "") -> str:
@@ -144,10 +144,10 @@ def layout(title: str, main: str, *, chrome: Chrome, active: str = "", ranges: s
     if chrome.nav:
         items = [("overview", "", "Overview"), ("alerts", "alerts/", "Alerts")]
         nav = "<nav>" + "".join(
-            f'<a href="{href(base, path) or "./"}"{" aria-current=page" if name == active else ""}>{label}</a>'
+            f'<a href="{href(base, path)}"{" aria-current=page" if name == active else ""}>{label}</a>'
             for name, path, label in items
         ) + "</nav>"  # fmt: skip
-    brand = f'<a class="brand" href="{href(base, "") or "./"}">llm-telemetry</a>' if chrome.nav else '<span class="brand">llm-telemetry</span>'
+    brand = f'<a class="brand" href="{href(base, "")}">llm-telemetry</a>' if chrome.nav else '<span class="brand">llm-telemetry</span>'
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -432,7 +432,7 @@ def route_page(view: RouteView, *, chrome: Chrome) -> str:
         body = '<p class="muted">No traffic on this route in this window.</p>'
     else:
         body = route_summary(view) + route_charts(view) + route_events(view) + _model_table(view) + _gates_table(view)
-    main = (f'<h1><span class="crumb"><a href="{href(chrome.base, "", range=w.name) or "./"}">Routes</a> /</span> '
+    main = (f'<h1><span class="crumb"><a href="{href(chrome.base, "", range=w.name)}">Routes</a> /</span> '
             f"{esc(view.route)}{team} <small>last {esc(w.name)}: {esc(_short(w.t0_ms))} – {esc(_short(w.t1_ms))} UTC</small></h1>"
             f"{_firing_list(firing, chrome.base) if firing else ''}{notes}{body}")  # fmt: skip
     return layout(f"llm-telemetry: {view.route}", main, chrome=chrome, active="route",
