@@ -454,19 +454,24 @@ def test_range_picker_changes_the_window_and_the_buckets(stack: Stack) -> None:
 
 def test_alerts_page_lists_episodes_with_evidence_and_a_timeline(stack: Stack) -> None:
     page = open_page(stack, "/alerts/", shot="alerts")
+    _, t1 = window(stack, 86_400_000, 900)
+    # Episodes of the simulated day. Once traffic stops, the detectors' clock follows the wall
+    # clock: an alert it raises then (months after the data) is listed as firing, outside the window.
     episodes = stack.sql(f"SELECT fingerprint, toUnixTimestamp64Milli(starts_at) AS s, argMax(status, sequence) AS st "
-                         f"FROM {DB}.alerts GROUP BY fingerprint, starts_at")  # fmt: skip
+                         f"FROM {DB}.alerts GROUP BY fingerprint, starts_at HAVING s < {t1}")  # fmt: skip
     assert len(episodes) >= 2
     rows = page.evaluate("""Array.from(document.querySelectorAll('#alerts tbody tr')).map(r => ({
         id: r.id, start: +r.dataset.start, state: r.querySelector('.state').textContent,
         evidence: (r.querySelector('details pre') || {}).textContent || ''}))""")
-    assert sorted((r["id"], r["state"]) for r in rows) == sorted(
+    later = [r for r in rows if r["start"] >= t1]
+    assert all(r["state"] == "firing" for r in later), later
+    assert sorted((r["id"], r["state"]) for r in rows if r["start"] < t1) == sorted(
         (f"a-{e['fingerprint']}-{e['s']}", "firing" if e["st"] == "firing" else "resolved") for e in episodes)  # fmt: skip
     for r in rows:
         assert isinstance(json.loads(r["evidence"]), dict), r["id"]
     spans = page.evaluate("Array.from(document.querySelectorAll('#alert_timeline rect.span')).map(r => +r.dataset.t0)")
-    assert sorted(spans) == sorted(int(e["s"]) for e in episodes)
-    # the details open; a row is reachable by its anchor from the overview's badges
+    assert sorted(spans) == sorted(int(e["s"]) for e in episodes)  # all start inside the simulated day
+    # the evidence opens
     page.evaluate("document.querySelector('#alerts details').open = true")
     assert page.evaluate("document.querySelector('#alerts details pre').getBoundingClientRect().height") > 0
     assert page.errors == [], page.errors
