@@ -4,6 +4,7 @@ One TOML file (``TELEMETRY_ROUTES_FILE``; ``deploy/routes.example.toml`` documen
 
     [defaults]            # applies to every route; every key optional
     [routes."<route>"]    # overrides for one route (same keys as [defaults])
+    [routes."<route>".canary]  # a canary with criteria (model, share, criteria; see telemetry.detect.canary)
     [teams.<team>]        # monthly_budget_usd, channels
     [channels.<name>]     # kind, url, routing_key, min_severity, headers
 
@@ -254,6 +255,7 @@ class RoutesConfig:
         if not isinstance(default_team, str):
             raise ConfigError(f"{where}: [defaults] team must be a string")
         defaults_fields = {k: v for k, v in raw_defaults.items() if k != "team"}
+        _check_canary(defaults_fields.get("canary"), where, "[defaults]", in_defaults=True)
         defaults = _policy(defaults_fields, where, "[defaults]")
 
         routes: dict[str, RoutePolicy] = {}
@@ -262,9 +264,10 @@ class RoutesConfig:
                 raise ConfigError(f'{where}: [routes."{route}"] must be a table')
             if route.startswith(TEAM_ROUTE_PREFIX):
                 raise ConfigError(f'{where}: [routes."{route}"]: route names cannot start with "team:"')
+            _check_canary(raw.get("canary"), where, f'[routes."{route}"]', in_defaults=False)
             merged = dict(defaults_fields)
             merged.update(raw)
-            for key in _MERGED_TABLES:
+            for key in (*_MERGED_TABLES, "canary"):
                 if key in raw and key in defaults_fields:
                     base = defaults_fields[key]
                     over = raw[key]
@@ -357,6 +360,30 @@ def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}: [{key}] must be a table")
     return value
+
+
+_CANARY_RUN_KEYS = ("model", "share", "percentage", "start")
+"""Keys of one canary run: a route's ``canary`` table must name the model; [defaults] holds
+only what every route's canary shares (criteria, deadline, alpha, ...)."""
+
+
+def _check_canary(raw: object, where: str, table: str, *, in_defaults: bool) -> None:
+    """The canary table of ``table``, beyond its section's own validation (the key is merged
+    key by key over [defaults]): a canary is declared per route, with its model."""
+    if raw is None:
+        return
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f'{where}: {table}: canary must be a table, e.g. [routes."<route>".canary] '
+                          'with model, share and criteria')  # fmt: skip
+    if in_defaults:
+        found = [k for k in _CANARY_RUN_KEYS if k in raw]
+        if found:
+            raise ConfigError(f"{where}: {table}: canary.{found[0]}: a canary is declared per route "
+                              f'([routes."<route>".canary]); [defaults] canary only holds shared keys '
+                              f"(criteria, deadline, alpha, hold, kinds, ...)")  # fmt: skip
+    elif not raw.get("model"):
+        raise ConfigError(f"{where}: {table}: canary.model: a canary names its model, e.g. "
+                          f'canary = {{ model = "gpt-4.1-mini", share = 0.05, criteria = ["p95_latency_ms < 300"] }}')  # fmt: skip
 
 
 def _policy(raw: Mapping[str, Any], where: str, table: str) -> RoutePolicy:

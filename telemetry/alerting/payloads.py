@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from telemetry.contracts.alert import Alert, fingerprint
+from telemetry.detect.names import CANARY_VERDICT
 
 __all__ = [
     "ALERTMANAGER_ZERO_TIME",
@@ -38,6 +39,7 @@ __all__ = [
     "PAGERDUTY_SUMMARY_MAX",
     "alertmanager",
     "cloudevent",
+    "canary_extensions",
     "cloudevent_id",
     "examples_markdown",
     "generic",
@@ -159,7 +161,8 @@ def cloudevent(alert: Alert, *, source: str = "llm-telemetry", emitted_at_ms: in
     ``time`` (RFC 3339 of ``emitted_at_ms``, when this notification was emitted),
     ``datacontenttype`` ``"application/json"``. ``data`` holds the alert: ``fingerprint``,
     ``status``, ``sequence``, ``labels``, ``annotations``, ``evidence``, ``startsAt``,
-    ``endsAt`` (``null`` while firing), ``decidedAt``, ``schemaVersion``.
+    ``endsAt`` (``null`` while firing), ``decidedAt``, ``schemaVersion``. A firing
+    ``CanaryVerdict`` adds the extension attributes of :func:`canary_extensions`.
     Serialized with orjson it is the value of the Kafka record (see :func:`kafka_record`).
     """
     if not source:
@@ -172,6 +175,7 @@ def cloudevent(alert: Alert, *, source: str = "llm-telemetry", emitted_at_ms: in
         "subject": alert.route,
         "time": _ms_to_rfc3339(emitted_at_ms),
         "datacontenttype": "application/json",
+        **canary_extensions(alert),
         "data": {
             "fingerprint": alert.fingerprint,
             "status": alert.status,
@@ -185,6 +189,21 @@ def cloudevent(alert: Alert, *, source: str = "llm-telemetry", emitted_at_ms: in
             "schemaVersion": alert.schema_version,
         },
     }
+
+
+def canary_extensions(alert: Alert) -> dict[str, str]:
+    """CloudEvents extension attributes of a firing ``CanaryVerdict``, for a router to filter
+    on without reading ``data``: ``canaryaction`` (``rollback``, ``promote`` or
+    ``inconclusive``), ``canarymodel`` and, when the canary is an experiment arm, ``canaryarm``.
+    Empty for every other notification (a resolution asks nothing of a router)."""
+    if alert.alertname != CANARY_VERDICT or alert.status != "firing":
+        return {}
+    out = {}
+    for attribute, key in (("canaryaction", "action"), ("canarymodel", "canary_model"), ("canaryarm", "canary_arm")):
+        value = alert.evidence.get(key)
+        if isinstance(value, str) and value:
+            out[attribute] = value
+    return out
 
 
 class KafkaRecord(NamedTuple):

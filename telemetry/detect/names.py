@@ -35,6 +35,7 @@ ALERT_NAMES: Final[tuple[str, ...]] = (
     TRAFFIC_STOPPED,
     TIER_UP_POSTMORTEM_DUE,
     TIER_DOWN_REVIEW,
+    CANARY_VERDICT,
 )
 """Every alert name, in the order the docs list them (the detectors are registered in
 :data:`telemetry.detect.registry.DETECTORS`, in evaluation order; a test keeps the two in step)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 from telemetry.detect.budget import BudgetDetector
+from telemetry.detect.canary import CanaryDetector
 from telemetry.detect.cost import CostSpikeDetector
 from telemetry.detect.detector import Detector
 from telemetry.detect.gates import TierDownReviewDetector, TierUpPostmortemDetector
@@ -37,6 +38,7 @@ DETECTORS: Final[tuple[type[Detector], ...]] = (
     BudgetDetector,
     TierUpPostmortemDetector,
     TierDownReviewDetector,
+    CanaryDetector,
 )
 """Every detector, in evaluation order."""
 
