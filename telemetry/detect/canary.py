@@ -65,7 +65,6 @@ from telemetry.detect.sequential import (
 )
 
 Action = Literal["rollback", "promote", "inconclusive"]
-ACTIONS: tuple[Action, ...] = ("rollback", "promote", "inconclusive")
 
 METRICS: dict[str, str] = {
     "error_rate": "share of the canary's requests that failed (status error)",
@@ -80,8 +79,6 @@ METRICS: dict[str, str] = {
 _BELOW = {"error_rate": True, "latency": True, "pass_rate": False, "pass_rate_delta": False,
           "cost_per_request_ratio": True, "cost_per_correct_ratio": True}  # fmt: skip
 """For each metric, whether a good canary is below its threshold (``<``) or above it (``>``)."""
-
-TWO_ARM = frozenset({"pass_rate_delta", "cost_per_request_ratio", "cost_per_correct_ratio"})
 
 _CRITERION = re.compile(
     r"^\s*([A-Za-z0-9_.]+)\s*(<=|>=|<|>)\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(%?)\s*$"
@@ -105,10 +102,6 @@ class Criterion:
     def below(self) -> bool:
         """A good canary is below the threshold."""
         return self.op in ("<", "<=")
-
-    @property
-    def two_arm(self) -> bool:
-        return self.metric in TWO_ARM
 
 
 def _criterion_error(text: object, why: str) -> PydanticCustomError:

@@ -33,7 +33,6 @@ import orjson
 from telemetry.detect.canary import (
     Action,
     ArmTotals,
-    CanaryInput,
     CanarySpec,
     CriterionResult,
     Decided,
@@ -308,8 +307,7 @@ def example_decision(seed: int = 3) -> tuple[CanarySpec, Decided]:
     full = judge(spec, can, ctl)
     action, failing = outcome(full)
     now = T0_MS + result.minutes * MINUTE_MS
-    data = CanaryInput(EXAMPLE_ROUTE, spec.key(EXAMPLE_ROUTE), T0_MS, now, can, ctl)
-    return spec, decision(EXAMPLE_ROUTE, spec, T0_MS, full, action or "inconclusive", failing, can, ctl, now, data.as_of_ms)
+    return spec, decision(EXAMPLE_ROUTE, spec, T0_MS, full, action or "inconclusive", failing, can, ctl, now, now)
 
 
 def example_markdown() -> str:
