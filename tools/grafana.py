@@ -102,7 +102,7 @@ def _band_overrides() -> list[dict[str, Any]]:
 
 def _annotation(name: str, color: str, raw: str) -> dict[str, Any]:
     return {"name": name, "datasource": DATASOURCE, "enable": True, "iconColor": color, "hide": False,
-            "target": {**_target(raw, TABLE), "queryType": "annotation"}}  # fmt: skip
+            "target": _target(raw, TABLE)}  # fmt: skip
 
 
 def _gate_events(route_filter: str) -> str:
