@@ -5,6 +5,8 @@ Phases (each on its own topics ``bench.<run id>.*``, consumer groups and data di
 1. pre-load ``--requests`` requests and verdicts for ``--verdict-sample`` of them (bulk produce);
 2. ceiling: a bare aiokafka consumer process reads them all and ``orjson.loads`` each;
 3. throughput: the worker starts cold and is timed until every event is stored and committed;
+   ``--otlp``: then the same traffic as OpenTelemetry OTLP (GenAI spans and evaluation log
+   records, ``--otlp-batch`` per message), pre-loaded and timed the same way (bench/otlp.py);
 4. alert latency: a fresh worker under steady load, incidents injected, produce-to-alert time;
 5. micro-profile: each per-event step of the worker timed alone in a separate process;
 6. ``--workers 1,2``: N workers over one local ClickHouse server, events/s and efficiency per N;
@@ -118,6 +120,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-throughput", action="store_true", help="skip pre-load, ceiling and throughput")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-micro", action="store_true")
+    p.add_argument("--otlp", action="store_true",
+                   help="also pre-load the throughput phase's traffic as OTLP (GenAI chat spans, evaluation log "
+                        "records) on the OTLP topics and time a cold worker on it; events/s against the JSON "
+                        "throughput phase of the same run")
+    p.add_argument("--otlp-encoding", choices=("otlp_proto", "otlp_json", "both"), default="otlp_proto",
+                   help="encoding of the OTLP phase (both: one phase per encoding)")
+    p.add_argument("--otlp-batch", type=int, default=256,
+                   help="spans (log records) per OTLP message (deploy/otel-collector.yaml: send_batch_size 256)")
     p.add_argument("--cardinality", action="store_true",
                    help="also run the throughput phase with hostile cardinality (--cardinality-routes distinct "
                         "routes, then --cardinality-models distinct models) against a baseline in the same run")
@@ -159,6 +169,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             ap.error(str(exc))
     else:
         args.worker_counts = []
+    if args.otlp_batch < 1:
+        ap.error("--otlp-batch must be at least 1")
     if args.failover and args.partitions < 2:
         ap.error("--failover needs --partitions >= 2 (two workers, each with a join shard)")
     return args
@@ -215,6 +227,88 @@ async def run_cardinality(args: argparse.Namespace, settings_for: Any) -> dict[s
     base = out["baseline"]["events_per_s"] or 1.0
     for label in ("routes", "models"):
         out[label]["throughput_ratio"] = round(out[label]["events_per_s"] / base, 3)
+    return out
+
+
+def otlp_case(res: dict[str, Any], pre: Any, json_res: dict[str, Any] | None, encoding: str,
+              per_message: int) -> dict[str, Any]:  # fmt: skip
+    """The figures of one OTLP phase: throughput, exactness, and ratios against the JSON phase."""
+    from bench.report import stage_profile
+
+    counters = res["stats"].get("counters", {})
+    rows = res.get("rows_in_clickhouse") or {}
+    exact = (res["complete"] and rows.get("requests") == pre.requests and rows.get("verdicts") == pre.verdicts
+             and not counters.get("dead_letters"))  # fmt: skip
+    json_eps = (json_res or {}).get("events_per_s")
+    json_print, own_print = (json_res or {}).get("fingerprint"), res.get("fingerprint")
+    out = {
+        "encoding": encoding, "spans_per_message": per_message, "complete": res["complete"], "exact": bool(exact),
+        "same_rows_as_json": (json_print == own_print) if json_print and own_print else None,
+        "requests": pre.requests, "verdicts": pre.verdicts, "events": res["events"], "messages": pre.messages,
+        "bytes": pre.bytes, "bytes_per_event": round(pre.bytes / pre.events, 1) if pre.events else None,
+        "preload_s": round(pre.seconds, 2),
+        "events_per_s": res["events_per_s"], "events_per_s_including_startup": res["events_per_s_including_startup"],
+        "steady_events_per_s": res["steady_events_per_s"], "startup_s": res["startup_s"],
+        "done_after_ready_s": res["done_after_ready_s"], "commit_wait_s": res["commit_wait_s"],
+        "ratio_to_json": round(res["events_per_s"] / json_eps, 3) if json_eps and res["events_per_s"] else None,
+        "steady_ratio_to_json": (round(res["steady_events_per_s"] / json_res["steady_events_per_s"], 3)
+                                 if json_res and json_res.get("steady_events_per_s") and res["steady_events_per_s"]
+                                 else None),
+        "peak_rss_mib": res["peak_rss_mib"], "cpu_s": res["cpu_s"], "cpu_utilisation": res["cpu_utilisation"],
+        "cpu_s_by_thread": res["cpu_s_by_thread"],
+        "cpu_us_per_event": round(res["cpu_s"] / res["events"] * 1e6, 1) if res["events"] else None,
+        "restart_s": res["restart_s"], "rebalances": res["rebalances"], "stats_timeouts": res["stats_timeouts"],
+        "longest_stats_wait_s": res["longest_stats_wait_s"], "rows_in_clickhouse": rows,
+        "fingerprint": own_print,
+        "counters": {k: v for k, v in counters.items()
+                     if k.startswith(("otlp.", "repartition.", "dead_letters", "lookups", "verdict_pauses"))},
+        "profile": stage_profile(res["stats"].get("stage_seconds", {}), res["events"], res["done_after_ready_s"] or 0.0),
+    }  # fmt: skip
+    if json_res and json_res.get("cpu_s") and json_res.get("events"):
+        out["json_cpu_us_per_event"] = round(json_res["cpu_s"] / json_res["events"] * 1e6, 1)
+    if res.get("probe"):
+        from bench.report import probe_profile
+
+        out["probe"] = probe_profile(res["probe"], res["events"], res["done_after_ready_s"] or 0.0)
+    return out
+
+
+async def run_otlp(args: argparse.Namespace, settings_for: Any, root: Path, mix: Any,
+                   json_res: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+    """The throughput phase again on ``mix`` (the JSON phase's requests and verdicts) as OTLP
+    messages on the OTLP topics, one phase per encoding (``otlp-proto``, ``otlp-json``)."""
+    from bench.kafkautil import create_topics
+    from bench.otlp import encode_otlp_chunk
+    from bench.preload import preload
+    from bench.throughput import run_throughput
+
+    encodings = ["otlp_proto", "otlp_json"] if args.otlp_encoding == "both" else [args.otlp_encoding]
+    per = args.otlp_batch
+    out: dict[str, Any] = {"spans_per_message": per, "json_events_per_s": (json_res or {}).get("events_per_s"),
+                           "json_steady_events_per_s": (json_res or {}).get("steady_events_per_s"), "cases": {}}  # fmt: skip
+    for encoding in encodings:
+        phase = "otlp-" + encoding.removeprefix("otlp_")
+        s = settings_for(phase)
+        opts = s.kafka_client_options()
+        await create_topics(s.kafka_bootstrap, opts, s.otlp_topics, args.partitions)
+        _log(f"{phase}: generating and producing {mix.n:,} spans + their evaluation log records, "
+             f"{per} per message ({encoding})")  # fmt: skip
+        pre = await preload(s.kafka_bootstrap, opts, mix, s.otlp_spans_topic, s.otlp_logs_topic,
+                            compression=args.compression,  # the JSON phase's chunks: the same traffic
+                            encoder=encode_otlp_chunk, encoder_args=(encoding, per), progress=_log)  # fmt: skip
+        _log(f"{phase}: {pre.events:,} events in {pre.messages:,} messages ({pre.bytes / 1e6:,.0f} MB) "
+             f"in {pre.seconds:.1f}s")  # fmt: skip
+        probe_out = (root / f"{phase}-probe.json") if args.profile_worker else None
+        res = await run_throughput(s, root / f"{phase}-worker.log", n_requests=pre.requests, n_verdicts=pre.verdicts,
+                                   timeout_s=args.timeout, topics=s.otlp_topics, fingerprint=True,
+                                   probe_out=probe_out, progress=_log)  # fmt: skip
+        case = otlp_case(res, pre, json_res, encoding, per)
+        out["cases"][encoding] = case
+        _log(f"{phase}: {case['events']:,} events, {case['events_per_s']:,.0f} events/s after ready "
+             f"(JSON {out['json_events_per_s']}; ratio {case['ratio_to_json']}), exact {case['exact']}, "
+             f"same rows as JSON {case['same_rows_as_json']}, peak RSS {case['peak_rss_mib']} MiB")  # fmt: skip
+    out["complete"] = all(c["complete"] and c["exact"] and c["same_rows_as_json"] is not False
+                          for c in out["cases"].values())  # fmt: skip
     return out
 
 
@@ -291,6 +385,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "distinct_routes": args.distinct_routes, "distinct_models": args.distinct_models,
         "incidents": args.incidents, "load_rate": args.load_rate, "burst_rate": args.burst_rate,
         "compression": args.compression or "none", "profile_worker": args.profile_worker,
+        "otlp": {"encoding": args.otlp_encoding, "spans_per_message": args.otlp_batch} if args.otlp else None,
         "worker_settings": {k: str(getattr(tp_settings, k, v)) for k, v in knobs.items()},
         "ingest_mode": getattr(tp_settings, "ingest_mode", None),
         "git": git_info(),
@@ -301,21 +396,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     cardinality_res: dict[str, Any] | None = None
     workers_res: dict[str, Any] | None = None
     failover_res: dict[str, Any] | None = None
+    otlp_res: dict[str, Any] | None = None
+    from bench.traffic import TrafficMix
+
+    now_ms = int(time.time() * 1000)
+    # a day of traffic ending 4 h ago: every verdict (judged <= 4 h later) is in the past; the
+    # OTLP phase sends the same requests and verdicts
+    mix = TrafficMix(args.requests, start_ms=now_ms - 28 * 3_600_000, end_ms=now_ms - 4 * 3_600_000,
+                     verdict_sample=args.verdict_sample, seed=args.seed,
+                     distinct_routes=args.distinct_routes, distinct_models=args.distinct_models)  # fmt: skip
     try:
         if not args.skip_throughput:
             from bench.kafkautil import create_topics
             from bench.preload import preload
             from bench.throughput import run_throughput
-            from bench.traffic import TrafficMix
 
             s = tp_settings
             opts = s.kafka_client_options()
             await create_topics(s.kafka_bootstrap, opts, [s.requests_topic, s.verdicts_topic], args.partitions)
-            now_ms = int(time.time() * 1000)
-            # a day of traffic ending 4 h ago: every verdict (judged <= 4 h later) is in the past
-            mix = TrafficMix(args.requests, start_ms=now_ms - 28 * 3_600_000, end_ms=now_ms - 4 * 3_600_000,
-                             verdict_sample=args.verdict_sample, seed=args.seed,
-                             distinct_routes=args.distinct_routes, distinct_models=args.distinct_models)  # fmt: skip
             _log(f"preload: generating and producing {args.requests:,} requests + ~{args.requests * args.verdict_sample:,.0f} verdicts")
             pre = await preload(s.kafka_bootstrap, opts, mix, s.requests_topic, s.verdicts_topic,
                                 compression=args.compression, progress=_log)  # fmt: skip
@@ -339,9 +437,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             probe_out = (root / "throughput-probe.json") if args.profile_worker else None
             throughput_res = await run_throughput(s, root / "throughput-worker.log", n_requests=pre.requests,
                                                   n_verdicts=pre.verdicts, timeout_s=args.timeout,
-                                                  probe_out=probe_out, progress=_log)  # fmt: skip
+                                                  probe_out=probe_out, fingerprint=args.otlp, progress=_log)  # fmt: skip
             _log(f"throughput: {throughput_res['events']:,} events, {throughput_res['events_per_s']:,.0f} events/s after ready "
                  f"({throughput_res['done_after_ready_s']:.1f}s), peak RSS {throughput_res['peak_rss_mib']} MiB")  # fmt: skip
+
+        if args.otlp:
+            otlp_res = await run_otlp(args, settings_for, root, mix, throughput_res)
 
         if args.cardinality:
             cardinality_res = await run_cardinality(args, settings_for)
@@ -361,7 +462,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.skip_micro and args.micro_requests > 0:
             _log(f"micro: per-step timings on {args.micro_requests:,} requests in a separate process")
             micro_cmd = ["-m", "bench.micro", "--requests", str(args.micro_requests),
-                         "--verdict-sample", str(args.verdict_sample), "--batch-size", str(tp_settings.batch_size)]  # fmt: skip
+                         "--verdict-sample", str(args.verdict_sample), "--batch-size", str(tp_settings.batch_size),
+                         "--otlp-batch", str(args.otlp_batch)]  # fmt: skip
             micro_res = await asyncio.to_thread(_run_json_child, micro_cmd, 600.0)
     finally:
         if not args.keep:
@@ -376,19 +478,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     summary = summarize(run_id=run_id, config=config, machine=machine, preload=preload_res, throughput=throughput_res,
                         ceiling=ceiling_res, latency=latency_res, micro=micro_res,
                         seconds=time.monotonic() - started)  # fmt: skip
+    if args.otlp:
+        summary["otlp"] = otlp_res
     if cardinality_res is not None:
         summary["cardinality"] = cardinality_res
     if args.worker_counts:
         summary["workers"] = workers_res
     if args.failover:
         summary["failover"] = failover_res
-    for extra in ("workers", "failover"):
-        # an incomplete or inexact scale-out or failover phase fails the run like a throughput timeout
+    for extra in ("otlp", "workers", "failover"):
+        # an incomplete or inexact OTLP, scale-out or failover phase fails the run like a throughput timeout
         if extra in summary and not (summary[extra] or {}).get("complete"):
             summary["complete"] = False
     if args.json_out:
         detail = {"summary": summary, "preload": preload_res, "ceiling": ceiling_res, "throughput": throughput_res,
-                  "latency": latency_res, "micro": micro_res}  # fmt: skip
+                  "latency": latency_res, "micro": micro_res, "otlp": otlp_res}  # fmt: skip
         args.json_out.write_bytes(orjson.dumps(detail, option=orjson.OPT_INDENT_2))
     return summary
 

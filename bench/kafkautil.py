@@ -151,6 +151,7 @@ class BulkProducer:
         )
         self._builders: dict[tuple[str, int], Any] = {}
         self._pending: list[asyncio.Future[Any]] = []
+        self._next: dict[str, int] = {}  # the next partition of an unkeyed record, per topic
         self.partitions: dict[str, int] = {}
         self.stats = ProduceStats()
         self.counts: dict[str, int] = {}
@@ -162,14 +163,20 @@ class BulkProducer:
             self.partitions[t] = len(parts)
             self.counts[t] = 0
 
-    async def send_all(self, topic: str, records: Iterable[tuple[bytes, bytes]]) -> None:
-        """Append ``(key, value)`` records; sends builders as they fill."""
+    async def send_all(self, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> None:
+        """Append ``(key, value)`` records; sends builders as they fill. A keyed record goes to
+        the partition of its key (:func:`partition_of`); unkeyed ones (the OpenTelemetry
+        Collector's Kafka exporter sends its messages unkeyed) go round the partitions."""
         n_parts = self.partitions[topic]
         builders = self._builders
         started = time.perf_counter()
         n = size = 0
         for key, value in records:
-            part = zlib.crc32(key) % n_parts
+            if key is None:
+                part = self._next.get(topic, 0)
+                self._next[topic] = (part + 1) % n_parts
+            else:
+                part = zlib.crc32(key) % n_parts
             b = builders.get((topic, part))
             if b is None:
                 b = builders[(topic, part)] = self._producer.create_batch()

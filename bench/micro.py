@@ -27,6 +27,27 @@ What scaling out adds per event (README, "Several workers"), on the same message
   the end-to-end throughput);
 - ``facts_encode`` / ``facts_decode``: the facts log records of the stored batches (stage 2
   writes them, the detection owner reads them).
+
+The OTLP path (``--otlp-batch`` spans or log records per message, the same requests and
+verdicts as OTLP, bench/otlp.py; per span or log record; 0 leaves these out):
+
+- ``otlp_read_proto`` / ``otlp_read_json``: ``telemetry.otlp.wire.read_traces`` alone (parse the
+  message, walk it into plain spans);
+- ``otlp_map``: ``genai.operation_of`` + ``request_of`` + ``span_verdicts`` of read spans (the
+  mapping to contract dicts);
+- ``otlp_split_proto`` / ``otlp_split_json``: ``telemetry.otlp.split.split_traces``, the whole
+  split (read + map + one contract JSON per span); ``otlp_split_logs_proto`` /
+  ``otlp_split_logs_json`` likewise for evaluation log records (``split_logs``);
+- ``otlp_route``: what the repartition stage does per OTLP message, ``InputRouter.split`` +
+  ``otlp_forwards`` (split, shard of each item, the forward record), per span; against
+  ``json_route``: ``InputRouter.contract_forward`` per JSON event (find the id, the shard);
+- ``decode_otlp_requests`` / ``decode_otlp_verdicts``: the join stage's decode of the split
+  items (contract JSON with ``otel_span`` and ``tags``); against ``json_decode_requests`` /
+  ``json_decode_verdicts``, the same decode of the JSON events.
+
+Each OTLP step and its JSON references is the least of 3 runs (after a full collection each),
+wall and CPU time, GC on and off, with the worker's GC thresholds (50,000/20/100; the steps
+above run with the interpreter's defaults): they are read against each other.
 """
 
 from __future__ import annotations
@@ -47,13 +68,17 @@ __all__ = ["profile"]
 
 
 def _timed(fn: Callable[[], Any], events: int, *, repeat_without_gc: Callable[[], Any] | None = None) -> dict[str, float]:
-    """Time ``fn`` once with the garbage collector on (as in the worker). With
+    """Time ``fn`` once with the garbage collector on (as in the worker): wall time
+    (``us_per_event``) and this process's CPU time (``cpu_us_per_event``: all its threads, so
+    chDB's own threads count in the insert steps; on a machine shared with other work the CPU
+    time is the steadier figure, the wall time includes the waits for a core). With
     ``repeat_without_gc``, also time that (an equivalent run) with the collector off: the
     difference is what cyclic GC costs at this heap size."""
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     fn()
-    s = time.perf_counter() - t
-    out = {"events": events, "seconds": round(s, 4), "us_per_event": round(s / events * 1e6, 2) if events else 0.0}
+    s, cpu = time.perf_counter() - t, time.process_time() - c
+    out = {"events": events, "seconds": round(s, 4), "us_per_event": round(s / events * 1e6, 2) if events else 0.0,
+           "cpu_us_per_event": round(cpu / events * 1e6, 2) if events else 0.0}
     if repeat_without_gc is not None and events:
         gc.collect()
         gc.disable()
@@ -66,7 +91,8 @@ def _timed(fn: Callable[[], Any], events: int, *, repeat_without_gc: Callable[[]
     return out
 
 
-def profile(n_requests: int = 50_000, verdict_sample: float = 0.2, batch_size: int = 5000, seed: int = 7) -> dict[str, Any]:
+def profile(n_requests: int = 50_000, verdict_sample: float = 0.2, batch_size: int = 5000, seed: int = 7,
+            otlp_batch: int = 256) -> dict[str, Any]:  # fmt: skip
     from bench.traffic import TrafficMix
     from telemetry.contracts.otel import normalize_request
     from telemetry.contracts.request import RequestEvent
@@ -193,7 +219,131 @@ def profile(n_requests: int = 50_000, verdict_sample: float = 0.2, batch_size: i
         lambda: records.extend(r for o in outcomes_r + outcomes_v
                                for r in factlog.encode(request_facts(o), verdict_facts(o), {("r", 0): now})), nr + nv)  # fmt: skip
     out["facts_decode"] = _timed(lambda: [factlog.decode(r) for r in records], nr + nv)
+    if otlp_batch > 0:
+        out.update(profile_otlp(batch, otlp_batch, prices, now, batch_size, shards))
     return out
+
+
+WORKER_GC_THRESHOLDS = (50_000, 20, 100)
+"""``gc.set_threshold`` of the worker process (telemetry/worker/main.py), in force for the OTLP
+steps and their JSON references (the steps above keep the interpreter's defaults)."""
+
+
+def _best(fn: Callable[[], Any], events: int, repeat: int = 3) -> dict[str, Any]:
+    """:func:`_timed` (GC on, then off) ``repeat`` times after a full collection each; the least
+    of each figure (the OTLP steps are compared with each other and with two JSON references, on
+    a machine that other work may share: the least is the steadiest)."""
+    runs = []
+    for _ in range(repeat):
+        gc.collect()
+        runs.append(_timed(fn, events, repeat_without_gc=fn))
+    out: dict[str, Any] = {k: min(r[k] for r in runs) for k in runs[0] if k != "events"}
+    out["events"] = events
+    out["runs"] = repeat
+    return out
+
+
+def profile_otlp(batch: Any, per_message: int, prices: Any, now: int, batch_size: int, shards: int) -> dict[str, Any]:
+    """The OTLP steps (module docstring) on ``batch`` (the JSON steps' requests and verdicts), each
+    the least of 3 runs, with the JSON references ``json_route`` (``InputRouter.contract_forward``,
+    what the repartition stage does per JSON event) and ``json_decode_requests`` /
+    ``json_decode_verdicts`` timed the same way; with the worker's GC thresholds."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*WORKER_GC_THRESHOLDS)
+    try:
+        return _profile_otlp(batch, per_message, prices, now, batch_size, shards)
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def _profile_otlp(batch: Any, per_message: int, prices: Any, now: int, batch_size: int, shards: int) -> dict[str, Any]:
+    from types import SimpleNamespace
+
+    from telemetry.ingest.batch import RawMessage, decode_requests, decode_verdicts
+    from telemetry.ingest.inputs import InputRouter
+    from telemetry.settings import load_settings
+
+    req_bodies = [orjson.loads(v) for _, v in batch.requests]
+    ver_bodies = [orjson.loads(v) for _, v in batch.verdicts]
+    settings = load_settings()
+    out: dict[str, Any] = {"otlp_spans_per_message": per_message, "gc_thresholds": list(WORKER_GC_THRESHOLDS)}
+
+    def chunks(seq: list[Any]) -> list[list[Any]]:
+        return [seq[i : i + batch_size] for i in range(0, len(seq), batch_size)]
+
+    def decode_steps(prefix: str, req_raw: list[Any], ver_raw: list[Any]) -> None:
+        dec_r = lambda: [decode_requests(c, prices, max_bytes=1_000_000, now_ms=now) for c in chunks(req_raw)]  # noqa: E731
+        dec_v = lambda: [decode_verdicts(c, max_bytes=1_000_000, now_ms=now) for c in chunks(ver_raw)]  # noqa: E731
+        out[f"{prefix}_requests"] = _best(dec_r, len(req_raw))
+        out[f"{prefix}_verdicts"] = _best(dec_v, len(ver_raw))
+        stored = sum(len(d.requests) for d in dec_r())
+        if stored != len(req_bodies):
+            raise RuntimeError(f"{prefix}: {stored} requests of {len(req_bodies)}")
+
+    router = InputRouter(settings, shards)
+    json_records = [SimpleNamespace(topic=settings.requests_topic, partition=0, offset=i, timestamp=now, key=k, value=v)
+                    for i, (k, v) in enumerate(batch.requests)]  # fmt: skip
+    json_route = lambda: [router.contract_forward(r) for r in json_records]  # noqa: E731
+    out["json_route"] = _best(json_route, len(json_records))
+    decode_steps("json_decode", [RawMessage("r", 0, i, k, v) for i, (k, v) in enumerate(batch.requests)],
+                 [RawMessage("v", 0, i, k, v) for i, (k, v) in enumerate(batch.verdicts)])  # fmt: skip
+    splits: dict[str, tuple[list[Any], list[Any]]] = {}
+    for encoding in ("otlp_proto", "otlp_json"):
+        splits[encoding] = _profile_otlp_encoding(out, encoding, req_bodies, ver_bodies, per_message, settings, now,
+                                                  router)  # fmt: skip
+    traces, logs = splits["otlp_proto"]
+
+    def raws(split_list: list[Any], kind: str) -> list[Any]:
+        return [RawMessage(kind, 0, m, None, i.value, 0, i.item, i.refusal)
+                for m, sp in enumerate(split_list) for i in sp.items]  # fmt: skip
+
+    decode_steps("decode_otlp", raws(traces, "r"), raws(logs, "v"))
+    return out
+
+
+def _profile_otlp_encoding(out: dict[str, Any], encoding: Any, req_bodies: list[Any], ver_bodies: list[Any],
+                           per_message: int, settings: Any, now: int, router: Any) -> tuple[list[Any], list[Any]]:  # fmt: skip
+    """The read, map, split and route steps of one encoding (into ``out``); its splits."""
+    from types import SimpleNamespace
+
+    from bench.otlp import messages_of
+    from telemetry.otlp import genai
+    from telemetry.otlp.split import split_logs, split_traces
+    from telemetry.otlp.wire import read_traces
+
+    nr, nv = len(req_bodies), len(ver_bodies)
+    mapping = settings.span_mapping()
+    msgs = messages_of(req_bodies, ver_bodies, encoding, per_message)
+    traces, logs = [v for _, v in msgs.requests], [v for _, v in msgs.verdicts]
+    short = encoding.removeprefix("otlp_")
+    out[f"otlp_bytes_per_span_{short}"] = round(sum(map(len, traces)) / nr, 1)
+    out[f"otlp_bytes_per_log_record_{short}"] = round(sum(map(len, logs)) / nv, 1) if nv else None
+    read = lambda: [read_traces(v, encoding) for v in traces]  # noqa: E731
+    out[f"otlp_read_{short}"] = _best(read, nr)
+    if encoding == "otlp_proto":
+        spans = [s for message in read() for s in message]
+
+        def map_all() -> None:
+            for span in spans:
+                op = genai.operation_of(span.attributes)
+                request = genai.request_of(span, op, mapping)  # type: ignore[arg-type]
+                genai.span_verdicts(span, request["request_id"], mapping)
+
+        out["otlp_map"] = _best(map_all, nr)
+        del spans
+    split_t = lambda: [split_traces(v, mapping) for v in traces]  # noqa: E731
+    split_l = lambda: [split_logs(v, mapping) for v in logs]  # noqa: E731
+    out[f"otlp_split_{short}"] = _best(split_t, nr)
+    out[f"otlp_split_logs_{short}"] = _best(split_l, nv)
+    result, vres = split_t(), split_l()
+    if sum(len(sp.items) for sp in result) != nr or any(i.refusal for sp in result for i in sp.items):
+        raise RuntimeError(f"the {encoding} split did not give one request per span")
+    if encoding == "otlp_proto":
+        records = [SimpleNamespace(topic=settings.otlp_spans_topic, partition=0, offset=i, timestamp=now, key=None,
+                                   value=v) for i, v in enumerate(traces)]  # fmt: skip
+        route = lambda: [router.otlp_forwards(r, router.split(r.value, "traces")) for r in records]  # noqa: E731
+        out["otlp_route"] = _best(route, nr)
+    return result, vres
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,8 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=50_000)
     ap.add_argument("--verdict-sample", type=float, default=0.2)
     ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument("--otlp-batch", type=int, default=256, help="spans per OTLP message (0: no OTLP steps)")
     args = ap.parse_args(argv)
-    result = profile(args.requests, args.verdict_sample, args.batch_size)
+    result = profile(args.requests, args.verdict_sample, args.batch_size, otlp_batch=args.otlp_batch)
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     return 0
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["STAGES", "format_failover", "format_summary", "format_workers", "probe_profile", "stage_profile", "summarize"]
+__all__ = ["STAGES", "format_failover", "format_otlp", "format_summary", "format_workers", "probe_profile",
+           "stage_profile", "summarize"]
 
 STAGES = ("decode_validate_price", "lookup", "join", "insert", "dead_letter", "detect_alert")
 """The pipeline's ``stage_seconds`` keys, in the order a batch goes through them."""
@@ -117,7 +118,7 @@ def summarize(
     micro_us = None
     if micro:
         micro_us = {
-            k: {kk: v[kk] for kk in ("us_per_event", "us_per_event_no_gc") if kk in v}
+            k: {kk: v[kk] for kk in ("us_per_event", "us_per_event_no_gc", "cpu_us_per_event") if kk in v}
             for k, v in micro.items()
             if isinstance(v, dict) and "us_per_event" in v
         }
@@ -133,6 +134,8 @@ def summarize(
         "startup_s": tp.get("startup_s"),
         "done_after_ready_s": tp.get("done_after_ready_s"),
         "commit_wait_s": tp.get("commit_wait_s"),
+        "stats_timeouts": tp.get("stats_timeouts"),
+        "longest_stats_wait_s": tp.get("longest_stats_wait_s"),
         "ceiling_events_per_s": ceiling_eps,
         "ceiling_events_per_s_including_startup": _get(ceiling, "events_per_s_including_startup"),
         "ratio": ratio,
@@ -198,9 +201,23 @@ def format_summary(s: dict[str, Any]) -> str:
     micro = s.get("micro_us_per_event")
     if micro:
         lines.append("  micro       " + ", ".join(f"{k} {_fmt(v.get('us_per_event'), '.1f')}" for k, v in micro.items()))
-    lines += format_workers(s.get("workers")) + format_failover(s.get("failover"))
+    lines += format_otlp(s.get("otlp")) + format_workers(s.get("workers")) + format_failover(s.get("failover"))
     lines.append(f"  total       {_fmt(s['seconds'], '.1f')} s")
     return "\n".join(lines)
+
+
+def format_otlp(o: dict[str, Any] | None) -> list[str]:
+    """The ``--otlp`` lines: events/s per encoding against the JSON phase, exactness."""
+    if not o:
+        return []
+    lines = [f"  otlp        {_fmt(o.get('spans_per_message'))} spans per message; JSON {_fmt(o.get('json_events_per_s'))} "
+             f"events/s{'' if o.get('complete') else ' INCOMPLETE'}"]
+    for enc, c in (o.get("cases") or {}).items():
+        lines.append(f"    {enc:<11} {_fmt(c.get('events_per_s'))} events/s after ready (steady {_fmt(c.get('steady_events_per_s'))}/s), "
+                     f"ratio to JSON {_fmt(c.get('ratio_to_json'), '.3f')}; exact {c.get('exact')}, same rows as JSON "
+                     f"{c.get('same_rows_as_json')}; {_fmt(c.get('cpu_us_per_event'), '.1f')} us CPU/event; "
+                     f"peak RSS {_fmt(c.get('peak_rss_mib'), ',.0f')} MiB")
+    return lines
 
 
 def format_workers(w: dict[str, Any] | None) -> list[str]:

@@ -9,6 +9,9 @@ is the first poll at which both hold:
 - the worker's consumer group has committed the log-end offset of every partition of both
   topics (``AIOKafkaAdminClient.list_consumer_group_offsets`` against ``end_offsets``).
 
+A stats page that does not answer within 5 s (the worker's event loop held that long) is counted
+(``stats_timeouts``) and asked again; ``longest_stats_wait_s`` is the slowest answer.
+
 Stats are polled once a second until 90% of the events are counted, then every ``poll_s``
 (0.1 s), so *done* is late by at most that. (Each poll costs the worker a little: its stats
 page sums the parked verdicts, so polling fast all along would slow the run it measures.)
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,22 @@ from bench.workerproc import new_worker
 from telemetry.settings import Settings
 from telemetry.worker.process import WorkerProcessError
 
-__all__ = ["run_throughput"]
+__all__ = ["FINGERPRINT_SQL", "run_throughput"]
+
+FINGERPRINT_SQL = {
+    "requests": "SELECT count() AS rows, uniqExact(request_id) AS ids, sum(input_tokens) AS input_tokens, "
+                "sum(output_tokens) AS output_tokens, sum(cached_input_tokens) AS cached_input_tokens, "
+                "round(sum(cost_usd), 6) AS cost_usd, countIf(status = 'error') AS errors, "
+                "arraySort(groupUniqArray(error_type)) AS error_types, countIf(finish_reason = 'length') AS truncated, "
+                "round(sum(latency_ms)) AS latency_ms, round(sum(ttft_ms)) AS ttft_ms, uniqExact(route, team) AS routes, "
+                "uniqExact(served_model) AS served_models, sum(toUnixTimestamp64Milli(ts)) AS ts "
+                "FROM {db}.requests",
+    "verdicts": "SELECT count() AS rows, uniqExact(request_id, evaluator) AS ids, sum(passed) AS passed, "
+                "round(sum(score), 3) AS score, sum(toUnixTimestamp64Milli(verdict_ts)) AS verdict_ts, "
+                "arraySort(groupUniqArray(kind)) AS kinds, round(sum(cost_usd), 6) AS cost_usd FROM {db}.verdicts",
+}  # fmt: skip
+"""Sums of the stored facts both JSON and OTLP carry (not ``system_prompt_tokens``, the hashes,
+the verdict ``label``): equal sums for the same traffic say the two paths stored the same rows."""
 
 
 def _counter(stats: dict[str, Any], name: str) -> int:
@@ -56,11 +74,17 @@ async def run_throughput(
     poll_s: float = 0.1,
     probe_out: Path | None = None,
     spy_rate: int = 100,
+    topics: Sequence[str] | None = None,
+    fingerprint: bool = False,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """Run the worker on the pre-loaded topics until done (or ``timeout_s``); return figures."""
+    """Run the worker on the pre-loaded topics until done (or ``timeout_s``); return figures.
+
+    ``topics``: the input topics whose end offsets must be committed (default: the requests and
+    verdicts topics; the OTLP phase passes the OTLP topics). ``fingerprint``: also sum the stored
+    facts (:data:`FINGERPRINT_SQL`), so that two phases fed the same traffic can be compared."""
     bootstrap, options = settings.kafka_bootstrap, settings.kafka_client_options()
-    topics = [settings.requests_topic, settings.verdicts_topic]
+    topics = list(topics) if topics is not None else [settings.requests_topic, settings.verdicts_topic]
     ends = await end_offsets(bootstrap, options, topics)
     target_events = n_requests + n_verdicts
     worker = new_worker(settings, log_path, probe_out)
@@ -99,6 +123,8 @@ async def run_throughput(
     stats: dict[str, Any] = {}
     committed: dict[TopicPartition, int] = {}
     offset_checks = 0
+    stats_timeouts = 0
+    longest_stats_wait = 0.0  # the slowest stats page answer: how long the worker's event loop was held, at least
     try:
         while True:
             now = time.monotonic()
@@ -107,7 +133,15 @@ async def run_throughput(
                 break
             if not worker.running:
                 raise WorkerProcessError(f"worker exited ({worker.proc.returncode}); log tail:\n{worker.log_tail()}")
-            stats = await asyncio.to_thread(worker.stats)
+            asked = time.monotonic()
+            try:
+                stats = await asyncio.to_thread(worker.stats)
+            except OSError as exc:  # no answer within 5 s: the worker's event loop is held that long
+                stats_timeouts += 1
+                longest_stats_wait = max(longest_stats_wait, time.monotonic() - asked)
+                progress(f"throughput: the stats page did not answer ({exc}); the worker's event loop is busy")
+                continue
+            longest_stats_wait = max(longest_stats_wait, time.monotonic() - asked)
             stored, joined = _counter(stats, "requests_stored"), _counter(stats, "verdicts_joined")
             now = time.monotonic()
             samples.append((now - t_ready, stored + joined))
@@ -130,7 +164,8 @@ async def run_throughput(
             await asyncio.sleep(poll_s if stored + joined >= 0.9 * target_events else 1.0)
         spy_seconds = time.monotonic() - spy_started
         spy_text = await asyncio.to_thread(spy.stop) if spy is not None else ""
-        stats = await asyncio.to_thread(worker.stats)
+        with contextlib.suppress(OSError):
+            stats = await asyncio.to_thread(worker.stats)
         cpu_done = cpu_seconds(pid) or 0.0
         threads_done = thread_cpu(pid)
         probe = None
@@ -148,6 +183,14 @@ async def run_throughput(
                                                        f"(SELECT count() FROM {settings.clickhouse_database}.verdicts) AS verdicts"))[0]  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - a figure, not a failure
             progress(f"throughput: row count query failed: {exc}")
+        prints: dict[str, Any] | None = None
+        if fingerprint:
+            try:
+                db = settings.clickhouse_database
+                prints = {table: (await asyncio.to_thread(worker.sql, sql.format(db=db)))[0]
+                          for table, sql in FINGERPRINT_SQL.items()}  # fmt: skip
+            except Exception as exc:  # noqa: BLE001
+                progress(f"throughput: fingerprint query failed: {exc}")
     finally:
         if spy is not None:
             await asyncio.to_thread(spy.stop)  # no-op when already stopped
@@ -183,6 +226,8 @@ async def run_throughput(
         "done_after_ready_s": round(end - t_ready, 3),
         "commit_wait_s": round(end - t_counted, 3) if t_counted else None,
         "offset_checks": offset_checks,
+        "stats_timeouts": stats_timeouts,
+        "longest_stats_wait_s": round(longest_stats_wait, 3),
         "events_per_s": round(events_done / (end - t_ready), 1) if end > t_ready else 0.0,
         "events_per_s_including_startup": round(events_done / (end - t0), 1) if end > t0 else 0.0,
         "steady_events_per_s": steady,
@@ -192,6 +237,7 @@ async def run_throughput(
         "cpu_s_by_thread": threads,
         "peak_rss_mib": peak,
         "rows_in_clickhouse": rows,
+        "fingerprint": prints,
         "stats": stats,
         "worker_exit_code": code,
         "probe": probe,

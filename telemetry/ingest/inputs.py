@@ -24,9 +24,6 @@ from telemetry.ingest.shard import Kind, routing_id, shard_of
 from telemetry.otlp.split import Split, split_logs, split_traces
 from telemetry.settings import Settings
 
-OTLP_BIG_BYTES = 256 * 1024
-"""An OTLP message larger than this is split off the event loop (the adapter's business)."""
-
 _ENVELOPES = (b'"resourceSpans"', b'"resource_spans"', b'"resourceLogs"', b'"resource_logs"')
 
 

@@ -150,11 +150,16 @@ def create_app(settings: Settings, pipeline: Pipeline, observer: AlertingObserve
     def agent_for(topic_name: str) -> None:
         topic = app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
+        otlp = topic_name in settings.otlp_topics  # one message: ~100s of events, split off the loop
+        take = max(1, settings.batch_size // 100) if otlp else settings.batch_size
+
         async def ingest(stream: Any) -> None:  # a faust.Stream (its StreamT protocol lacks take_events)
             await pipeline.wait_ready()
-            async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+            async for events in stream.take_events(take, within=settings.batch_seconds):
                 by_kind: dict[Kind, list[RawMessage]] = {"requests": [], "verdicts": []}
-                for kind, f in router.route([e.message for e in events]):
+                messages = [e.message for e in events]
+                routed = await asyncio.to_thread(router.route, messages) if otlp else router.route(messages)
+                for kind, f in routed:
                     by_kind[kind].append(RawMessage(f.topic, f.partition, f.offset, f.key, f.value, 0, f.item, f.refusal))
                 for kind, messages in by_kind.items():  # requests first: their verdicts join at once
                     if messages:

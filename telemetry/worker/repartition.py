@@ -25,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from telemetry.ingest import bundle
 from telemetry.ingest.bundle import Forward
-from telemetry.ingest.inputs import OTLP_BIG_BYTES, InputRouter
+from telemetry.ingest.inputs import InputRouter
 from telemetry.ingest.shard import Kind
 from telemetry.retry import RetryPolicy
 from telemetry.settings import Settings
@@ -39,6 +40,9 @@ from telemetry.worker.kafka_in import Batch, commit_assigned, fill_batch, group_
 from telemetry.worker.kafka_out import INTERNAL_MAX_BYTES, new_producer, send_and_wait
 
 log = logging.getLogger(__name__)
+
+OTLP_SPAN_BYTES = 400
+"""About one span's bytes in an OTLP message: how much of a batch an OTLP message weighs."""
 
 BUNDLE_BYTES = 1024 * 1024
 """Bundles are cut at this size (one larger message travels alone, up to the topic's limit)."""
@@ -96,7 +100,7 @@ class Repartitioner:
         consumer.subscribe([s.requests_topic, s.verdicts_topic, *s.otlp_topics], listener=_DrainOnRevoke(self))
         try:
             while not self._stopping.is_set():
-                batch = await fill_batch(consumer, s, self._stopping, max_records=s.batch_size)
+                batch = await fill_batch(consumer, s, self._stopping, max_records=s.batch_size, weight=self._weight)
                 if batch:
                     async with self.busy:
                         await self.forward(consumer, batch)
@@ -106,6 +110,17 @@ class Repartitioner:
 
     async def stop(self) -> None:
         self._stopping.set()
+
+    def _split_all(self, records: list[tuple[ConsumerRecord, Literal["traces", "logs"]]]) -> list[tuple[Kind, Forward]]:
+        router = self.router
+        return [item for r, signal in records for item in router.otlp_forwards(r, router.split(r.value, signal))]
+
+    def _weight(self, r: ConsumerRecord) -> int:
+        """A batch holds about ``batch_size`` events: an OTLP message weighs one per ~400 bytes
+        (a span), a JSON event one."""
+        if self.router.otlp_kind(r.topic, r.value) is None:
+            return 1
+        return max(1, len(r.value or b"") // OTLP_SPAN_BYTES)
 
     async def forward(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
         """Forward one batch and commit its input offsets (only those still assigned)."""
@@ -117,19 +132,20 @@ class Repartitioner:
             return
         by_kind: dict[Kind, list[Forward]] = {"requests": [], "verdicts": []}
         router = self.router
+        otlp: list[tuple[ConsumerRecord, Literal["traces", "logs"]]] = []
         for records in batch.values():
             for r in records:
                 signal = router.otlp_kind(r.topic, r.value)
                 if signal is None:
                     kind, f = router.contract_forward(r)
                     by_kind[kind].append(f)
-                    continue
-                if len(r.value or b"") > OTLP_BIG_BYTES:  # a big message is split off the event loop
-                    split = await asyncio.to_thread(router.split, r.value, signal)
                 else:
-                    split = router.split(r.value, signal)
-                for kind, f in router.otlp_forwards(r, split):
-                    by_kind[kind].append(f)
+                    otlp.append((r, signal))
+        if otlp:
+            # Reading OTLP costs ~40 us a span: a batch of it is split off the event loop, so the
+            # consumer groups' heartbeats go on (a backlog once held the loop for seconds).
+            for kind, f in await asyncio.to_thread(self._split_all, otlp):
+                by_kind[kind].append(f)
         planned: list[tuple[str, int, bytes]] = []
         for kind, fs in by_kind.items():
             for shard, group in bundle.plan(fs, BUNDLE_BYTES):

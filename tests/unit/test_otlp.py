@@ -401,3 +401,23 @@ def test_an_otlp_json_envelope_on_the_requests_topic_is_read_as_otlp() -> None:
     assert (event.request_id, event.latency_ms) == ("chatcmpl-1", 40.0)
     assert len({f.shard for _, f in routed}) == 1  # all three are about chatcmpl-1: one shard
     assert router.counters["otlp.messages"] == 2
+
+
+def test_the_repartition_stage_weighs_an_otlp_message_by_its_spans() -> None:
+    """An OTLP backlog once filled one batch with 10,000 messages (~10^5 spans) and held the event
+    loop for seconds: heartbeats expired and shards moved. A message now weighs ~one per span."""
+    from types import SimpleNamespace
+
+    from telemetry.retry import RetryPolicy
+    from telemetry.settings import load_settings
+    from telemetry.worker.repartition import Repartitioner
+
+    stage = Repartitioner(load_settings(topic_prefix="w."), RetryPolicy(is_transient=lambda e: False), shards=4)
+    spans = Spans()
+    for i in range(256):
+        spans.add(SpanSpec("chat", T0 + i, T0 + i + 5, {**CHAT, "gen_ai.response.id": f"w{i}"}))
+    message = spans.encode("otlp_proto")
+    otlp = SimpleNamespace(topic="otlp_spans", value=message)
+    assert 100 <= stage._weight(otlp) <= 1000
+    assert stage._weight(SimpleNamespace(topic="w.requests", value=orjson.dumps({"request_id": "x"}))) == 1
+    assert stage._weight(SimpleNamespace(topic="w.requests", value=spans.encode("otlp_json"))) > 100  # an envelope
