@@ -8,7 +8,8 @@ Three layers:
    (``EXPLAIN AST``), which is walked node by node, including subqueries, CTEs, JOINs, UNIONs,
    ``IN`` lists, EXPLAIN and ``view()``. Refused: any statement but SELECT, a few SHOW/DESCRIBE/
    EXISTS forms and EXPLAIN of a SELECT; ``INTO OUTFILE``; ``FORMAT``; a ``SETTINGS`` clause anywhere;
-   every table function except :data:`SAFE_TABLE_FUNCTIONS` (the set of table functions is read
+   every table function except :data:`SAFE_TABLE_FUNCTIONS` and the parameterized views of
+   the user databases, such as ``route_window(bucket_seconds = N)`` (the set of table functions is read
    from ``system.table_functions``, so new ones are refused by default); the functions in
    :data:`DENIED_FUNCTIONS` (files, network, processes, dictionaries, LLM calls) and executable
    user-defined functions; ``system.*`` tables outside :data:`SYSTEM_TABLES`; ``merge()`` over
@@ -179,6 +180,9 @@ class _Catalog:
     executable: frozenset[str]  # executable user-defined functions (they run processes)
     table_functions: frozenset[str]
     database: str
+    is_view: Callable[[str, str], bool] = lambda database, name: False
+    """Whether ``database.name`` is a view (a parameterized view is called like a table function);
+    asked at check time, not cached: migrations create views after a client's catalog is read."""
 
 
 _LINE = re.compile(r"^( *)(\S+)(?: (.*))?$")
@@ -258,7 +262,14 @@ def _catalog(client: Client, settings: dict[str, Any]) -> _Catalog:
         ).result_rows[0]
     except Exception as exc:
         raise WriteRefused(f"cannot read the function catalog to check the statement: {_first_line(exc)}") from None
-    catalog = _Catalog(frozenset(row[0]), frozenset(row[1]), frozenset(row[2]), str(row[3]))
+    def is_view(database: str, name: str) -> bool:
+        if database.lower() in ("system", "information_schema"):
+            return False
+        found = client.query("SELECT count() FROM system.tables WHERE database = %(d)s AND name = %(n)s AND engine = 'View'",
+                             parameters={"d": database, "n": name}, settings=settings).result_rows  # fmt: skip
+        return bool(found and found[0][0])
+
+    catalog = _Catalog(frozenset(row[0]), frozenset(row[1]), frozenset(row[2]), str(row[3]), is_view)
     try:
         client._telemetry_sql_catalog = catalog  # type: ignore[attr-defined]
     except AttributeError:
@@ -357,6 +368,9 @@ def _check_function(node: _Node, parent: _Node, catalog: _Catalog) -> None:
     is_table_function = parent.kind == "TableExpression" or (
         name in catalog.table_functions and name not in catalog.functions
     )
+    database, _, view = node.name.split(" ", 1)[0].rpartition(".")
+    if is_table_function and name not in SAFE_TABLE_FUNCTIONS and catalog.is_view(database or catalog.database, view):
+        return  # a parameterized view (route_window): its own SQL reads our tables; its arguments are checked as children
     if is_table_function and name not in SAFE_TABLE_FUNCTIONS:
         raise WriteRefused(f"table function {name}() is not allowed (allowed: {', '.join(sorted(SAFE_TABLE_FUNCTIONS))})")
     if name == "merge" and is_table_function:
