@@ -368,8 +368,8 @@ def _check_function(node: _Node, parent: _Node, catalog: _Catalog) -> None:
     is_table_function = parent.kind == "TableExpression" or (
         name in catalog.table_functions and name not in catalog.functions
     )
-    database, _, view = node.name.split(" ", 1)[0].rpartition(".")
-    if is_table_function and name not in SAFE_TABLE_FUNCTIONS and catalog.is_view(database or catalog.database, view):
+    view_db, _, view = node.name.split(" ", 1)[0].rpartition(".")
+    if is_table_function and name not in SAFE_TABLE_FUNCTIONS and catalog.is_view(view_db or catalog.database, view):
         return  # a parameterized view (route_window): its own SQL reads our tables; its arguments are checked as children
     if is_table_function and name not in SAFE_TABLE_FUNCTIONS:
         raise WriteRefused(f"table function {name}() is not allowed (allowed: {', '.join(sorted(SAFE_TABLE_FUNCTIONS))})")
