@@ -156,6 +156,55 @@ async def _wait_drained(worker: WorkerProcess, published: int, timeout_s: float 
         await asyncio.sleep(0.5)
 
 
+GATE = {"route": "billing.explain", "to": "gpt-4o", "at_ms": 9 * 3_600_000, "author": "maria", "reviewer": "kenji",
+        "hypothesis": "Explanations of multi-line invoices miss a line item: gpt-4o should lift the pass rate "
+                      "from 84% to 88%; we will know from helpfulness@v3 within a day."}  # fmt: skip
+"""The bundled demo's gate: opened and approved at 09:00 simulated, before billing.explain moves."""
+
+
+async def gate_step(s: Settings, start_ms: int, out: TextIO) -> None:
+    """Once the simulated day reaches :data:`GATE`'s time, open the gate with its evidence and
+    approve it, through the running worker, as two people would with ``telemetry gate``."""
+    from telemetry.gates import model
+    from telemetry.gates.queries import gather
+    from telemetry.gates.store import WorkerWriter
+    from telemetry.pricing import PriceBook
+    from telemetry.routes import RoutesConfig
+    from telemetry.sql import query_function
+
+    query = query_function(s)
+    route, at = str(GATE["route"]), start_ms + int(GATE["at_ms"])  # type: ignore[call-overload]
+    sql = f"SELECT toUnixTimestamp64Milli(max(ts)) FROM {s.clickhouse_database}.requests WHERE route = '{route}'"
+    while True:
+        await asyncio.sleep(1.0)
+        with contextlib.suppress(Exception):  # not ready yet
+            rows = (await asyncio.to_thread(query, sql)).rows
+            if rows and rows[0][0] and int(rows[0][0]) >= at:
+                break
+
+    def open_and_approve() -> str:
+        now = int(time.time() * 1000)
+        opening = gather(query, s.clickhouse_database, route=route, proposed_model=str(GATE["to"]),
+                         book=PriceBook(s.prices_file), routes=RoutesConfig.load(s.routes_file), now_ms=now, days=1.0)  # fmt: skip
+        gate = model.open_gate(route=route, current_model=opening.current_model, proposed_model=str(GATE["to"]),
+                               hypothesis=str(GATE["hypothesis"]), author=str(GATE["author"]), now_ms=now,
+                               evidence=opening.evidence, team=opening.team, direction=opening.direction,
+                               proposed_provider=opening.proposed_provider,
+                               projected_monthly_usd=opening.projected_monthly_usd)  # fmt: skip
+        approved = model.approve(gate, reviewer=str(GATE["reviewer"]), now_ms=now + 1, note="ok for a day's trial")
+        WorkerWriter(s).write([gate])
+        WorkerWriter(s).write([approved])
+        return gate.id
+
+    try:
+        gate_id = await asyncio.to_thread(open_and_approve)
+    except Exception as exc:  # noqa: BLE001 - the demo goes on; the switch is then ungated
+        print(f"  [gate] could not open the gate: {exc}", file=out)
+        return
+    print(f"  [gate] {gate_id}: {route} -> {GATE['to']} opened by {GATE['author']}, approved by {GATE['reviewer']} "
+          f"(telemetry gate show {gate_id})", file=out, flush=True)  # fmt: skip
+
+
 async def run_demo(settings: Settings, *, speed: float, scenario: str = "demo", out: TextIO = sys.stdout) -> int:
     """Run the demo; return 0 when every incident was caught and the clean routes stayed quiet."""
     from telemetry.localkafka import broker_answers, start_broker
@@ -185,6 +234,8 @@ async def run_demo(settings: Settings, *, speed: float, scenario: str = "demo", 
     print(f"- dashboard: {dashboard} (live while the demo runs)", file=out)
     printer = AlertPrinter(s, out)
     printing = asyncio.create_task(printer.run())
+    gating = asyncio.create_task(gate_step(s, loaded.start_ms, out)) if any(
+        r.name == GATE["route"] for r in loaded.routes) else None  # fmt: skip
     try:
         print("- streaming traffic; alerts appear below as the worker raises them", file=out)
         result = await simulate(loaded, s, speed=speed, progress=True, raise_on_cancel=True)
@@ -215,7 +266,9 @@ async def run_demo(settings: Settings, *, speed: float, scenario: str = "demo", 
             print(f"See it again with: TELEMETRY_DATA_DIR={s.data_dir} telemetry ui", file=out)
         return 0 if ok else 1
     finally:
-        printing.cancel()
-        with contextlib.suppress(BaseException):
-            await printing
+        for task in (printing, gating):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         await asyncio.to_thread(worker.stop)

@@ -16,7 +16,9 @@ Contract
   projected cost per request and month, and the observed cost against the projection; its
   severity is ``tier_gated_severity`` (``info``) and its evidence says ``gated: "yes"``. A
   tier-up no approved gate names is an **ungated tier-up**: the alert's configured severity
-  (``warning`` by default) and ``gated: "no"``. Whether a switch is gated is decided when it is detected.
+  (``warning`` by default) and ``gated: "no"``. A move to the model of the route's declared
+  canary (``[routes."<route>".canary]``) is decided too: ``gated: "canary"``, the gated severity,
+  and the canary's criteria decide it (CanaryVerdict). Whether a switch is gated is decided when it is detected.
 - A **tier-down** (M's cost per request at most the displaced models' / ``tier_min_ratio``)
   needs no gate but is recorded: a TierSwitch notification with ``direction: down`` and
   severity ``info``. Tier-downs do not count as earlier tier-ups.
@@ -47,7 +49,8 @@ from telemetry.contracts._time import ms_to_datetime
 from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition, Evidence, clip, pct, rounded, usd
 from telemetry.detect.detector import Context, PerRouteDetector
-from telemetry.detect.inputs import StoredInputs
+from telemetry.detect.canary import CanaryPolicy
+from telemetry.detect.inputs import StoredInputs, serves
 from telemetry.detect.names import TIER_SWITCH
 from telemetry.detect.policy import DAY_MS, HOUR_MS, Duration, PolicySection
 from telemetry.detect.window import MINUTE_MS, RouteWindow
@@ -74,6 +77,8 @@ class TierEvent:
     previous_tier_up_to: str = ""
     direction: str = "up"
     gate_id: str = ""
+    canary: bool = False
+    """The model is the route's declared canary (routes file): decided, with criteria, not reflexive."""
 
 
 @dataclass(slots=True)
@@ -123,7 +128,8 @@ class TierSwitchDetector(PerRouteDetector):
             st = self.states[route] = TierState()
         st.events = [e for e in st.events if e.at_ms >= now_ms - policy.tier_history]
         if w.cur >= 0 and now_ms - w.first_ms >= policy.tier_warmup:
-            self._detect(route, st, w, policy, now_ms, quality, ctx.inputs)
+            canary = ctx.routes.for_route(route).section(CanaryPolicy).canary.model
+            self._detect(route, st, w, policy, now_ms, quality, ctx.inputs, canary)
         return [
             self._condition(route, e, w, policy, now_ms, quality, ctx.inputs)
             for e in st.events
@@ -132,7 +138,7 @@ class TierSwitchDetector(PerRouteDetector):
 
     def _detect(
         self, route: str, st: TierState, w: RouteWindow, policy: TierPolicy, now_ms: int, quality: QualityLookup,
-        gates: StoredInputs,
+        gates: StoredInputs, canary_model: str = "",
     ) -> None:
         window_m = policy.tier_window // MINUTE_MS
         since = now_ms - policy.tier_window
@@ -182,6 +188,7 @@ class TierSwitchDetector(PerRouteDetector):
             ups = [e for e in st.events if e.direction == "up"]
             prior = max(ups, key=lambda e: e.at_ms) if ups else None
             gate = gates.gate_for(route, model) if direction == "up" else None
+            canary = bool(direction == "up" and gate is None and canary_model and serves(model, canary_model))
             st.events.append(
                 TierEvent(
                     model=model,
@@ -196,6 +203,7 @@ class TierSwitchDetector(PerRouteDetector):
                     previous_tier_up_to=prior.model if prior else "",
                     direction=direction,
                     gate_id=gate.id if gate else "",
+                    canary=canary,
                 )
             )
 
@@ -248,7 +256,7 @@ class TierSwitchDetector(PerRouteDetector):
         projected = gate.projected_cost_per_request if gate else None
         evidence.update({
             "direction": e.direction,
-            "gated": ("yes" if e.gate_id else "no") if e.direction == "up" else None,
+            "gated": ("yes" if e.gate_id else "canary" if e.canary else "no") if e.direction == "up" else None,
             "gate_id": e.gate_id or None,
             "gate_state": gate.state if gate else None,
             "gate_projected_cost_per_request": rounded(projected),
@@ -275,7 +283,11 @@ class TierSwitchDetector(PerRouteDetector):
                 f"{quality_text}"
             )
         else:
-            if gate is not None:
+            if e.canary:
+                severity = policy.tier_gated_severity
+                head, versus = "canary tier-up (declared canary): ", (
+                    " The model is the route's declared canary; its criteria decide it (CanaryVerdict).")
+            elif gate is not None:
                 severity = policy.tier_gated_severity
                 head = f"gated tier-up ({gate.id}): "
                 versus = (f" Projected {usd(projected)} per request and {usd(gate.projected_monthly_usd)} per month; "

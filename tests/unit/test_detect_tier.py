@@ -147,3 +147,14 @@ def test_a_state_saved_before_gates_restores() -> None:
                                                        "cost_before": 0.01, "cost_after": 0.03}]}}  # fmt: skip
     restored = TierSwitchDetector.from_state(old)
     assert restored.states["r"].events[0].direction == "up" and restored.states["r"].events[0].gate_id == ""
+
+
+def test_a_move_to_the_declared_canary_is_not_an_ungated_tier_up() -> None:
+    config = RoutesConfig.from_mapping({"routes": {"support.answer": {"canary": {
+        "model": "large", "share": 0.3, "criteria": ["p95_latency_ms < 3000"]}}}})  # fmt: skip
+    d = Driver(DetectionEngine(config, env="test"), seed=11)
+    d.run(SMALL, 24 * 60)
+    d.run([replace(SMALL, per_minute=7), replace(SMALL, per_minute=3, served_model="large", cost_usd=0.03)], 30)
+    (alert,) = d.firing("TierSwitch")
+    assert alert.evidence["gated"] == "canary" and alert.labels["severity"] == "info"
+    assert alert.annotations["summary"].startswith("canary tier-up")
