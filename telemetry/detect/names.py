@@ -36,6 +36,7 @@ ALERT_NAMES: Final[tuple[str, ...]] = (
     TIER_UP_POSTMORTEM_DUE,
     TIER_DOWN_REVIEW,
     CANARY_VERDICT,
+    JUDGE_DRIFT,
 )
 """Every alert name, in the order the docs list them (the detectors are registered in
 :data:`telemetry.detect.registry.DETECTORS`, in evaluation order; a test keeps the two in step)."""

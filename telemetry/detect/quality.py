@@ -40,7 +40,9 @@ Contract
 - The alert's ``model`` label is the served model with the most verdicts since the estimated
   change point (the last time ``S`` was 0), frozen for the episode. Evidence: baseline and
   recent pass rates with 95% Wilson intervals, counts, judged fraction (24 h, by request time),
-  one-sided exact binomial p-value (reported, not decided on), ``S`` and ``h``.
+  one-sided exact binomial p-value (reported, not decided on), ``S`` and ``h``; and, when humans
+  label some of its requests, the judge's current agreement with them (``judge_kappa``,
+  ``judge_agreement``, ``judge_pairs``: :func:`telemetry.detect.judge.with_judge_agreement`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition, Evidence, clip, pct, rounded
 from telemetry.detect.detector import Context, Detector, PassRates
 from telemetry.detect.facts import VerdictFact
+from telemetry.detect.judge import with_judge_agreement
 from telemetry.detect.names import QUALITY_REGRESSION
 from telemetry.detect.policy import Duration, PolicySection
 from telemetry.detect.stats import Z95_ONE_SIDED, binom_cdf, cusum_threshold, wilson
@@ -383,7 +386,8 @@ class QualityDetector(Detector):
             group.sort(key=lambda es: (es[1].alarm_since_ms, es[0]))
             evaluator, st = group[0]
             others = [e for e, _ in group[1:]]
-            out.append(self._condition(route, model, evaluator, st, others, now_ms, windows.get(route)))
+            cond = self._condition(route, model, evaluator, st, others, now_ms, windows.get(route))
+            out.append(with_judge_agreement(cond, ctx, evaluator))
         return out
 
     @staticmethod

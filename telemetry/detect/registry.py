@@ -17,6 +17,7 @@ from telemetry.detect.canary import CanaryDetector
 from telemetry.detect.cost import CostSpikeDetector
 from telemetry.detect.detector import Detector
 from telemetry.detect.gates import TierDownReviewDetector, TierUpPostmortemDetector
+from telemetry.detect.judge import JudgeDriftDetector
 from telemetry.detect.latency import LatencySLODetector
 from telemetry.detect.policy import PolicySection
 from telemetry.detect.quality import QualityDetector
@@ -39,6 +40,7 @@ DETECTORS: Final[tuple[type[Detector], ...]] = (
     TierUpPostmortemDetector,
     TierDownReviewDetector,
     CanaryDetector,
+    JudgeDriftDetector,
 )
 """Every detector, in evaluation order."""
 

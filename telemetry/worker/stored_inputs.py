@@ -50,6 +50,7 @@ def _sources() -> list[tuple[str, Source]]:
 
     sources: list[tuple[str, Source]] = [("gates", gates_source), ("prompt_versions", prompt_versions)]
     sources.append(("tier_down_review", _TIER_DOWN_REVIEW.setdefault("source", TierDownReviewSource())))
+    sources.append(("judge_agreement", __import__("telemetry.worker.agreement_source", fromlist=["_"]).agreement_source))
     sources.append(("canary", __import__("telemetry.worker.canary_source", fromlist=["_"]).canary_source))
     return sources
 
