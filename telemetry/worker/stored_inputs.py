@@ -46,13 +46,17 @@ def prompt_versions(store: Store, settings: Settings, routes: RoutesConfig, now_
 
 def _sources() -> list[tuple[str, Source]]:
     # One line per source; a source module imports what it needs.
+    from telemetry.worker.agreement_source import agreement_source
+    from telemetry.worker.canary_source import canary_source
     from telemetry.worker.gate_keeper import TierDownReviewSource, gates_source
 
-    sources: list[tuple[str, Source]] = [("gates", gates_source), ("prompt_versions", prompt_versions)]
-    sources.append(("tier_down_review", _TIER_DOWN_REVIEW.setdefault("source", TierDownReviewSource())))
-    sources.append(("judge_agreement", __import__("telemetry.worker.agreement_source", fromlist=["_"]).agreement_source))
-    sources.append(("canary", __import__("telemetry.worker.canary_source", fromlist=["_"]).canary_source))
-    return sources
+    return [
+        ("gates", gates_source),
+        ("prompt_versions", prompt_versions),
+        ("tier_down_review", _TIER_DOWN_REVIEW.setdefault("source", TierDownReviewSource())),
+        ("judge_agreement", agreement_source),
+        ("canary", canary_source),
+    ]
 
 
 _TIER_DOWN_REVIEW: dict[str, Source] = {}  # one per process: it caches the hourly review content
