@@ -42,14 +42,16 @@ Contract
   recent pass rates with 95% Wilson intervals, counts, judged fraction (24 h, by request time),
   one-sided exact binomial p-value (reported, not decided on), ``S`` and ``h``; and, when humans
   label some of its requests, the judge's current agreement with them (``judge_kappa``,
-  ``judge_agreement``, ``judge_pairs``: :func:`telemetry.detect.judge.with_judge_agreement`).
+  ``judge_agreement``, ``judge_pairs``: :func:`telemetry.detect.judge.with_judge_agreement`); and
+  a prompt version the route started serving within 2 h of the change point, when there is one
+  (``prompt_version_change``, from the prompt history the detection owner reads).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -59,6 +61,7 @@ from telemetry.contracts.alert import Severity
 from telemetry.detect.condition import Condition, Evidence, clip, pct, rounded
 from telemetry.detect.detector import Context, Detector, PassRates
 from telemetry.detect.facts import VerdictFact
+from telemetry.detect.inputs import prompt_attribution
 from telemetry.detect.judge import with_judge_agreement
 from telemetry.detect.names import QUALITY_REGRESSION
 from telemetry.detect.policy import Duration, PolicySection
@@ -387,7 +390,9 @@ class QualityDetector(Detector):
             evaluator, st = group[0]
             others = [e for e, _ in group[1:]]
             cond = self._condition(route, model, evaluator, st, others, now_ms, windows.get(route))
-            out.append(with_judge_agreement(cond, ctx, evaluator))
+            cond = with_judge_agreement(cond, ctx, evaluator)
+            prompt, text = prompt_attribution(ctx.inputs, route, st.run_start_ms)
+            out.append(replace(cond, evidence={**cond.evidence, **prompt}, description=cond.description + text))
         return out
 
     @staticmethod

@@ -151,3 +151,18 @@ def test_property_cusum_never_negative_and_needs_enough_failures(outcomes: list[
         if st.alarm:
             assert failures >= needed
             break
+
+
+def test_a_regression_names_the_prompt_version_that_started_near_its_change_point() -> None:
+    from telemetry.detect.inputs import PromptVersion, StoredInputs
+
+    d = _driver()
+    d.run(CLEAN, 24 * 60)
+    change = d.now_ms
+    versions = (PromptVersion("support-v12", change - 10 * DAY, 50_000), PromptVersion("support-v13", change + 5 * 60_000, 900))
+    d.engine.set_inputs(StoredInputs(as_of_ms=change, prompt_versions={"support.answer": versions}))
+    d.run(replace(CLEAN, pass_rate=0.7), 8 * 60)
+    (alert,) = d.firing("QualityRegression")
+    ev = alert.evidence
+    assert (ev["prompt_version_change"], ev["prompt_version_previous"]) == ("support-v13", "support-v12")
+    assert "Prompt version support-v13 started serving" in alert.annotations["description"]
