@@ -64,8 +64,8 @@ def test_seeded_incidents_alert_once_and_resolve_everywhere(test_settings: Setti
         result = asyncio.run(simulate(load_scenario(SCENARIO), settings, speed=2400, progress=False))
         worker.wait_for_counter("requests_messages", result.summary.published["requests"], timeout=120)
         worker.wait_for_counter("verdicts_messages", result.summary.published["verdicts"], timeout=120)
-        rows = worker.sql("SELECT alertname, route, model, status, sequence, toUnixTimestamp64Milli(starts_at) AS starts "
-                          "FROM llm_telemetry.alerts ORDER BY starts, status")  # fmt: skip
+        rows = worker.sql("SELECT alertname, route, model, status, severity, sequence, "
+                          "toUnixTimestamp64Milli(starts_at) AS starts FROM llm_telemetry.alerts ORDER BY starts, status")  # fmt: skip
         events = read_topic(settings)
     finally:
         worker.stop()
@@ -83,7 +83,10 @@ def test_seeded_incidents_alert_once_and_resolve_everywhere(test_settings: Setti
     per_alert = Counter((r["alertname"], r["route"], r["model"], r["status"]) for r in rows)
     for (name, route, model, status), n in per_alert.items():
         assert n == 1, (name, route, model, status, n)
-    assert {k[:3] for k in per_alert if k[3] == "firing"} == {k[:3] for k in per_alert if k[3] == "resolved"}
+    # (an `info` record, e.g. the tier-down when the silent tier-up ends, resolves after the run)
+    paged = [k for k in per_alert if not any(r["severity"] == "info" and (r["alertname"], r["route"], r["model"]) == k[:3]
+                                             for r in rows)]  # fmt: skip
+    assert {k[:3] for k in paged if k[3] == "firing"} == {k[:3] for k in paged if k[3] == "resolved"}
 
     # The same notifications on the topic and at both webhooks.
     table = sorted((r["alertname"], r["route"], r["status"]) for r in rows)

