@@ -20,7 +20,14 @@ import orjson
 from telemetry.gates import model
 from telemetry.gates.model import GateRecord
 from telemetry.gates.render import LIST_COLUMNS, html_page, list_rows, markdown
-from telemetry.gates.store import DirectWriter, GateWriter, WorkerWriter, fields_of, load, load_one
+from telemetry.gates.store import (
+    DirectWriter,
+    GateWriter,
+    WorkerWriter,
+    fields_of,
+    load,
+    load_one,
+)
 from telemetry.settings import Settings
 from telemetry.sql import Query, QueryResult, render, worker_base_url
 

@@ -19,7 +19,14 @@ from telemetry.pricing import PriceBook
 from telemetry.reports.common import current_model, model_stats
 from telemetry.reports.diagnostics import diagnostics
 from telemetry.reports.projection import cost_projection
-from telemetry.reports.query import DAY_MS, MONTH_SECONDS, check_database, load_window, rows_of, sql_string
+from telemetry.reports.query import (
+    DAY_MS,
+    MONTH_SECONDS,
+    check_database,
+    load_window,
+    rows_of,
+    sql_string,
+)
 from telemetry.reports.stats import Proportion
 from telemetry.routes import RoutesConfig
 from telemetry.sql import Query

@@ -87,12 +87,12 @@ def markdown(g: GateRecord) -> str:
                          _usd(s.get("current_cost_per_request_usd")), _usd(s.get("proposed_cost_per_request_usd")),
                          _usd(s.get("current_monthly_usd")), _usd(s.get("projected_monthly_usd"))])  # fmt: skip
     lines += _table(["", "current per request", "proposed per request", "current per month", "projected per month"], rows)
-    lines += ["", f"At {p.get('requests_per_second') or '-'} requests/s over the last {p.get('window_days', '-')} days; "
-                  f"monthly change {_usd(p.get('monthly_delta_usd'))}; break-even pass rate {_pct(p.get('break_even_pass_rate'))}.", ""]  # fmt: skip
-    lines += ["## Budget", "",
-              f"Team {b.get('team') or '-'}: budget {_usd(b.get('monthly_budget_usd'))}/month, spending "
+    rate = (f"At {p.get('requests_per_second') or '-'} requests/s over the last {p.get('window_days', '-')} days; "
+            f"monthly change {_usd(p.get('monthly_delta_usd'))}; break-even pass rate {_pct(p.get('break_even_pass_rate'))}.")
+    budget = (f"Team {b.get('team') or '-'}: budget {_usd(b.get('monthly_budget_usd'))}/month, spending "
               f"{_usd(b.get('team_monthly_spend_usd'))}/month now, {_usd(b.get('team_monthly_spend_after_usd'))} after "
-              f"({_pct(b.get('charge_share_of_budget'))} of the budget).", ""]  # fmt: skip
+              f"({_pct(b.get('charge_share_of_budget'))} of the budget).")
+    lines += ["", rate, "", "## Budget", "", budget, ""]
     earlier = ev.get("earlier_tier_ups", [])
     lines += ["## Earlier tier-ups (90 days)", ""]
     lines += ([f"- {t['at']}: {t['from']} -> {t['to']} ({t['source']})" for t in earlier] or ["- none"]) + [""]

@@ -13,9 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from telemetry.reports.common import pct, require_route
+from telemetry.reports.common import require_route
 from telemetry.reports.output import Report, Section
-from telemetry.reports.query import Query, Window, check_database, load_window, rows_of, sql_string
+from telemetry.reports.query import (
+    Query,
+    Window,
+    check_database,
+    load_window,
+    rows_of,
+    sql_string,
+)
 from telemetry.reports.stats import Proportion
 
 __all__ = ["PromptHistory", "PromptVersionStats", "prompt_history"]
@@ -73,8 +80,8 @@ class PromptHistory:
             "prompt_version", "first_seen", "last_seen", "requests", "served_models", "judged", "pass_rate", "low95",
             "high95", "cost_per_request", "cost_per_correct", "pass_diff_low95", "pass_diff_high95", "cpc_ratio_to_previous",
         ], rows)  # fmt: skip
-        notes = [f"pass rates by {self.evaluator or 'no online judge'}; differences are against the version above "
-                 "(Newcombe 95% interval: entirely below 0 means the version is significantly worse)"]  # fmt: skip
+        notes = [(f"pass rates by {self.evaluator or 'no online judge'}; differences are against the version above "
+                  "(Newcombe 95% interval: entirely below 0 means the version is significantly worse)")]  # fmt: skip
         if worse:
             notes.append(f"significantly worse than the version before: {', '.join(worse)}")
         title = f"prompt-history: route {self.route}, {len(self.versions)} version(s)\nwindow {self.window.describe()}"

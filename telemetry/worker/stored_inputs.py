@@ -80,7 +80,7 @@ class InputsRefresher:
         for name, source in SOURCES():
             try:
                 self.parts[name] = source(store, self.settings, self.routes, now_ms)
-            except Exception:  # noqa: BLE001 - one failing read never blinds the other detectors
+            except Exception:
                 self.failures[name] = self.failures.get(name, 0) + 1
                 log.exception("reading the detectors' inputs failed; keeping the previous ones",
                               extra={"source": name})  # fmt: skip
