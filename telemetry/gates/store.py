@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -169,12 +169,3 @@ class WorkerWriter:
             if exc.code == 401:
                 raise GateError(f"the worker at {self.url} wants its bearer token: set TELEMETRY_WEB_TOKEN") from None
             raise GateError(f"the worker refused the gate: HTTP {exc.code} {detail}") from None
-
-
-def writer_for(settings: Settings, worker_answers: Callable[[], bool]) -> GateWriter:
-    """The worker's writer when the embedded engine is owned by a running worker, else direct."""
-    if settings.is_embedded_clickhouse and worker_answers():
-        return WorkerWriter(settings)
-    from telemetry.storage.clickhouse import connect
-
-    return DirectWriter(connect(settings.resolved_clickhouse_dsn), settings.clickhouse_database)
