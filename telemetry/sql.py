@@ -34,8 +34,8 @@ import csv
 import io
 import json
 import math
-import re
 import queue
+import re
 import threading
 import unicodedata
 import urllib.error
@@ -156,6 +156,18 @@ class QueryResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> QueryResult:
         return cls(list(data["columns"]), [list(r) for r in data["rows"]], bool(data.get("truncated")))
+
+
+def client_query(client: Client) -> Query:
+    """A :data:`Query` that runs statements as they are on ``client``: for this product's own
+    statements (the detection owner's reads, ``telemetry gate``), never an analyst's (those go
+    through :func:`run_read_only`)."""
+
+    def query(sql: str) -> QueryResult:
+        result = client.query(sql)
+        return QueryResult(list(result.column_names), [list(r) for r in result.result_rows])
+
+    return query
 
 
 # -- the checker ------------------------------------------------------------------------------------

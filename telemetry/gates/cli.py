@@ -29,7 +29,7 @@ from telemetry.gates.store import (
     load_one,
 )
 from telemetry.settings import Settings
-from telemetry.sql import Query, QueryResult, render, worker_base_url
+from telemetry.sql import Query, QueryResult, client_query, render, worker_base_url
 
 
 def _worker_answers(settings: Settings) -> bool:
@@ -53,12 +53,7 @@ def connect_io(settings: Settings) -> tuple[Query, GateWriter]:
 
     client = connect(settings.resolved_clickhouse_dsn)
     migrate(client, settings.clickhouse_database)
-
-    def query(sql: str) -> QueryResult:
-        result = client.query(sql)
-        return QueryResult(list(result.column_names), [list(r) for r in result.result_rows])
-
-    return query, DirectWriter(client, settings.clickhouse_database)
+    return client_query(client), DirectWriter(client, settings.clickhouse_database)
 
 
 def _now_ms() -> int:

@@ -24,6 +24,7 @@ from telemetry.reports.query import (
     MONTH_SECONDS,
     check_database,
     load_window,
+    ms_sql,
     rows_of,
     sql_string,
 )
@@ -66,7 +67,7 @@ def earlier_tier_ups(query: Query, db: str, route: str, end_ms: int) -> list[E.T
     rows = rows_of(query(
         f"SELECT toUnixTimestamp64Milli(starts_at) AS at_ms, evidence FROM {db}.alerts "
         f"WHERE alertname = 'TierSwitch' AND route = {sql_string(route)} AND status = 'firing' AND sequence = 1 "
-        f"AND starts_at >= fromUnixTimestamp64Milli(toInt64({since}), 'UTC')"
+        f"AND starts_at >= {ms_sql(since)}"
     ))  # fmt: skip
     for r in rows:
         try:

@@ -32,6 +32,7 @@ __all__ = [
     "check_database",
     "load_window",
     "make_window",
+    "ms_sql",
     "query_function",
     "rows_of",
     "sql_string",
@@ -64,7 +65,8 @@ def rows_of(result: QueryResult) -> list[dict[str, Any]]:
     return [dict(zip(result.columns, row)) for row in result.rows]
 
 
-def _ms_sql(ms: int) -> str:
+def ms_sql(ms: int) -> str:
+    """SQL of the UTC instant at epoch milliseconds ``ms`` (a ``DateTime64(3)``)."""
     return f"fromUnixTimestamp64Milli(toInt64({int(ms)}), 'UTC')"
 
 
@@ -82,7 +84,7 @@ class Window:
 
     def between(self, column: str = "ts") -> str:
         """SQL condition: ``column`` inside the window."""
-        return f"{column} BETWEEN {_ms_sql(self.start_ms)} AND {_ms_sql(self.end_ms)}"
+        return f"{column} BETWEEN {ms_sql(self.start_ms)} AND {ms_sql(self.end_ms)}"
 
     def rate(self, count: float) -> float | None:
         """``count`` per second of window; None for an empty (zero-length) window."""

@@ -23,6 +23,7 @@ from typing import Any
 
 from telemetry.detect.agreement import HOUR_MS, INPUT_KEY, HourPairs, Pairs
 from telemetry.detect.judge import MAX_JUDGES_PER_ROUTE, JudgePolicy
+from telemetry.reports.query import ms_sql
 from telemetry.routes import RoutesConfig
 from telemetry.settings import Settings
 from telemetry.storage.store import Store
@@ -78,10 +79,7 @@ def agreement_source(store: Store, settings: Settings, routes: RoutesConfig, now
     judges with the most pairs first. Blocks (one query); raises what the client raises."""
     first_hour = now_ms // HOUR_MS - lookback_hours(routes) + 1
 
-    def at(ms: int) -> str:
-        return f"fromUnixTimestamp64Milli(toInt64({int(ms)}), 'UTC')"
-
-    sql = _QUERY.format(db=store.db, since=at(first_hour * HOUR_MS), now=at(now_ms), hour_ms=HOUR_MS,
+    sql = _QUERY.format(db=store.db, since=ms_sql(first_hour * HOUR_MS), now=ms_sql(now_ms), hour_ms=HOUR_MS,
                         max_judges=MAX_JUDGES_PER_ROUTE)  # fmt: skip
     out: dict[str, dict[str, list[HourPairs]]] = {}
     for route, judge, hour, a, b, c, d in store.client.query(sql).result_rows:

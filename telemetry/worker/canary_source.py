@@ -24,14 +24,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from telemetry.detect.canary import ArmTotals, CanaryInput, CanaryPolicy, CanarySpec
-from telemetry.reports.query import sql_string
+from telemetry.reports.query import ms_sql, sql_string
 from telemetry.routes import RoutesConfig
 from telemetry.settings import Settings
 from telemetry.storage.store import Store
-
-
-def _at(ms: int) -> str:
-    return f"fromUnixTimestamp64Milli(toInt64({int(ms)}), 'UTC')"
 
 
 def arm_conditions(spec: CanarySpec, prefix: str = "") -> tuple[str, str]:
@@ -51,7 +47,7 @@ def read_canary(store: Store, route: str, spec: CanarySpec, now_ms: int) -> Cana
     if start is None:
         first = store.client.query(
             f"SELECT count() AS n, toUnixTimestamp64Milli(min(ts)) AS first_ms FROM {db}.requests "
-            f"WHERE route = {r} AND {canary} AND ts >= {_at(now_ms - spec.deadline)} AND ts <= {_at(now_ms)}"
+            f"WHERE route = {r} AND {canary} AND ts >= {ms_sql(now_ms - spec.deadline)} AND ts <= {ms_sql(now_ms)}"
         ).result_rows[0]
         if not int(first[0]):
             return CanaryInput(route, key, None, now_ms, ArmTotals(), ArmTotals())
@@ -62,18 +58,18 @@ def read_canary(store: Store, route: str, spec: CanarySpec, now_ms: int) -> Cana
         f"SELECT {canary} AS is_canary, count() AS requests, countIf(status = 'error') AS errors, "
         f"countIf(status = 'ok') AS ok{slow}, countIf(cost_usd IS NOT NULL) AS priced, "
         f"sum(ifNull(cost_usd, 0)) AS cost, sum(ifNull(cost_usd, 0) * ifNull(cost_usd, 0)) AS cost_sq "
-        f"FROM {db}.requests WHERE route = {r} AND ts >= {_at(start)} AND ts <= {_at(now_ms)} "
+        f"FROM {db}.requests WHERE route = {r} AND ts >= {ms_sql(start)} AND ts <= {ms_sql(now_ms)} "
         f"AND (({canary}) OR ({control})) GROUP BY is_canary"
     )  # fmt: skip
     requests: dict[bool, dict[str, Any]] = {bool(row[0]): dict(zip(result.column_names, row)) for row in result.result_rows}
     kinds = ", ".join(sql_string(k) for k in spec.kinds)
     judge_filter = f"v.kind IN ({kinds})" + (f" AND v.evaluator = {sql_string(spec.evaluator)}" if spec.evaluator else "")
-    window = f"v.request_ts >= {_at(start)} AND v.request_ts <= {_at(now_ms)}"
+    window = f"v.request_ts >= {ms_sql(start)} AND v.request_ts <= {ms_sql(now_ms)}"
     if spec.arm or spec.control:  # arms are experiment values: the verdicts table has none, join
         q_canary, q_control = arm_conditions(spec, "q.")
         sql = (f"SELECT {q_canary} AS is_canary, count() AS judged, countIf(v.passed = 1) AS passed "
                f"FROM {db}.verdicts AS v INNER JOIN (SELECT request_id, experiment, served_model FROM {db}.requests "
-               f"WHERE route = {r} AND ts >= {_at(start)} AND ts <= {_at(now_ms)}) AS q ON v.request_id = q.request_id "
+               f"WHERE route = {r} AND ts >= {ms_sql(start)} AND ts <= {ms_sql(now_ms)}) AS q ON v.request_id = q.request_id "
                f"WHERE v.route = {r} AND {judge_filter} AND {window} AND (({q_canary}) OR ({q_control})) GROUP BY is_canary")  # fmt: skip
     else:
         v_canary, v_control = arm_conditions(spec, "v.")

@@ -18,10 +18,10 @@ from telemetry.detect.inputs import Gate
 from telemetry.gates import keeper
 from telemetry.gates.model import GateRecord, mark_applied, mark_postmortem_due
 from telemetry.gates.store import DirectWriter, load
-from telemetry.reports.query import MONTH_SECONDS, rows_of, sql_string
+from telemetry.reports.query import MONTH_SECONDS, ms_sql, rows_of, sql_string
 from telemetry.routes import RoutesConfig
 from telemetry.settings import Settings
-from telemetry.sql import Query, QueryResult
+from telemetry.sql import Query, client_query
 from telemetry.storage.store import Store
 
 RECENT_MS = 15 * 60_000
@@ -30,26 +30,14 @@ LOOKBACK_MS = 7 * 86_400_000
 MONTH_MS = 30 * 86_400_000
 
 
-def client_query(store: Store) -> Query:
-    def query(sql: str) -> QueryResult:
-        result = store.client.query(sql)
-        return QueryResult(list(result.column_names), [list(r) for r in result.result_rows])
-
-    return query
-
-
-def _at(ms: int) -> str:
-    return f"fromUnixTimestamp64Milli(toInt64({int(ms)}), 'UTC')"
-
-
 def traffic(query: Query, db: str, routes: list[str], now_ms: int) -> dict[str, dict[str, keeper.ServedModel]]:
     if not routes:
         return {}
     rows = rows_of(query(
-        f"SELECT route, served_model, countIf(ts >= {_at(now_ms - RECENT_MS)}) AS recent, "
+        f"SELECT route, served_model, countIf(ts >= {ms_sql(now_ms - RECENT_MS)}) AS recent, "
         f"toUnixTimestamp64Milli(min(ts)) AS first_ms FROM {db}.requests "
-        f"WHERE route IN ({', '.join(sql_string(r) for r in routes)}) AND ts >= {_at(now_ms - LOOKBACK_MS)} "
-        f"AND ts <= {_at(now_ms)} GROUP BY route, served_model"
+        f"WHERE route IN ({', '.join(sql_string(r) for r in routes)}) AND ts >= {ms_sql(now_ms - LOOKBACK_MS)} "
+        f"AND ts <= {ms_sql(now_ms)} GROUP BY route, served_model"
     ))  # fmt: skip
     out: dict[str, dict[str, keeper.ServedModel]] = {}
     for r in rows:
@@ -60,11 +48,11 @@ def traffic(query: Query, db: str, routes: list[str], now_ms: int) -> dict[str, 
 def _period(query: Query, db: str, route: str, start_ms: int, end_ms: int, evaluator: str = "") -> dict[str, Any]:
     req = rows_of(query(
         f"SELECT count() AS n, countIf(cost_usd IS NOT NULL) AS priced, sum(ifNull(cost_usd, 0)) AS cost "
-        f"FROM {db}.requests WHERE route = {sql_string(route)} AND ts >= {_at(start_ms)} AND ts < {_at(end_ms)}"
+        f"FROM {db}.requests WHERE route = {sql_string(route)} AND ts >= {ms_sql(start_ms)} AND ts < {ms_sql(end_ms)}"
     ))[0]  # fmt: skip
     ver = rows_of(query(
         f"SELECT count() AS judged, countIf(passed = 1) AS passed FROM {db}.verdicts WHERE route = {sql_string(route)} "
-        f"AND kind = 'online' AND request_ts >= {_at(start_ms)} AND request_ts < {_at(end_ms)}"
+        f"AND kind = 'online' AND request_ts >= {ms_sql(start_ms)} AND request_ts < {ms_sql(end_ms)}"
         + (f" AND evaluator = {sql_string(evaluator)}" if evaluator else "")
     ))[0]  # fmt: skip
     priced, cost, judged, passed = int(req["priced"]), float(req["cost"] or 0.0), int(ver["judged"]), int(ver["passed"])
@@ -106,7 +94,7 @@ def as_input(g: GateRecord) -> Gate:
 
 
 def gates_source(store: Store, settings: Settings, routes: RoutesConfig, now_ms: int) -> Mapping[str, Any]:
-    query, db = client_query(store), store.db
+    query, db = client_query(store.client), store.db
     gates = load(query, db, states=("open", "approved", "applied", "postmortem_due", "closed"))
     if not now_ms:
         return {"gates": tuple(as_input(g) for g in gates)}
@@ -137,7 +125,7 @@ class TierDownReviewSource:
 
     def __call__(self, store: Store, settings: Settings, routes: RoutesConfig, now_ms: int) -> Mapping[str, Any]:
         if now_ms and (self.report is None or time.time() - self.computed_at >= self.EVERY_S):
-            self.report = self._report(client_query(store), store.db, settings.tier_down_review_days, now_ms)
+            self.report = self._report(client_query(store.client), store.db, settings.tier_down_review_days, now_ms)
             self.computed_at = time.time()
         return {"extra": {"tier_down_review": {"every_days": settings.tier_down_review_days, "report": self.report}}}
 
@@ -152,7 +140,7 @@ class TierDownReviewSource:
                   if g.direction == "up" and (g.applied_at_ms or 0) >= since}  # fmt: skip
         for r in rows_of(query(
             f"SELECT route, model, evidence FROM {db}.alerts WHERE alertname = 'TierSwitch' AND status = 'firing' "
-            f"AND sequence = 1 AND starts_at >= {_at(since)} AND starts_at <= {_at(now_ms)}"
+            f"AND sequence = 1 AND starts_at >= {ms_sql(since)} AND starts_at <= {ms_sql(now_ms)}"
         )):  # fmt: skip
             ev = orjson.loads(r["evidence"] or "{}")
             if isinstance(ev, dict) and ev.get("direction", "up") == "up" and ev.get("gated") != "yes":
