@@ -31,8 +31,9 @@ VERDICT_ALIASES: dict[str, str] = {
 }
 
 EVALUATION_EVENT_NAME = "gen_ai.evaluation.result"
-_PASS_LABELS = {"pass", "passed", "correct", "true", "yes", "good", "relevant"}
-_FAIL_LABELS = {"fail", "failed", "incorrect", "false", "no", "bad", "irrelevant"}
+PASS_LABELS = frozenset({"pass", "passed", "correct", "true", "yes", "good", "relevant"})
+FAIL_LABELS = frozenset({"fail", "failed", "incorrect", "false", "no", "bad", "irrelevant"})
+"""Evaluation labels read as passed / failed (lower case, stripped), on every verdict path."""
 
 
 def _rename(data: dict[str, Any], aliases: dict[str, str]) -> dict[str, Any]:
@@ -68,8 +69,8 @@ def normalize_verdict(data: dict[str, Any]) -> dict[str, Any]:
     if "passed" not in out:
         label = out.get("label")
         label = label.strip().lower() if isinstance(label, str) else ""
-        if label in _PASS_LABELS:
+        if label in PASS_LABELS:
             out["passed"] = True
-        elif label in _FAIL_LABELS:
+        elif label in FAIL_LABELS:
             out["passed"] = False
     return out

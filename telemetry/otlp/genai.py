@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from telemetry.contracts.otel import FAIL_LABELS, PASS_LABELS
 from telemetry.errors import BadInput
 from telemetry.otlp.dialects import (
     BY_FIELD,
@@ -25,8 +26,6 @@ from telemetry.otlp.dialects import (
 from telemetry.otlp.wire import STATUS_ERROR, Event, LogRecord, Span
 
 EVALUATION_EVENT = "gen_ai.evaluation.result"
-PASS_LABELS = frozenset({"pass", "passed", "correct", "true", "yes", "good", "relevant"})
-FAIL_LABELS = frozenset({"fail", "failed", "incorrect", "false", "no", "bad", "irrelevant"})
 VERDICT_KINDS = frozenset({"online", "human", "user_feedback", "closed_book", "gold_context", "offline"})
 _INT_FIELDS = frozenset({"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
                          "reasoning_tokens", "total_tokens", "http_status", "attempt"})  # fmt: skip
