@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 
@@ -26,6 +27,7 @@ from telemetry.otlp.wire import Encoding, read_logs, read_traces
 log = logging.getLogger(__name__)
 
 Kind = Literal["requests", "verdicts"]
+T = TypeVar("T")
 
 SKIP_REASONS: dict[str, str] = {
     "not_genai": "a span without a GenAI operation (HTTP, database, framework spans)",
@@ -75,20 +77,27 @@ def _whole(kind: Kind, raw: bytes, error: BadInput) -> Split:
     return Split(items=[Item(kind, 0, None, raw, error)])
 
 
+def _read(kind: Kind, raw: bytes | None, max_bytes: int, read: Callable[[bytes], list[T]]) -> list[T] | Split:
+    """The records of one message, or the Split that refuses it whole (its reason, its bytes)."""
+    if not raw:
+        return _whole(kind, raw or b"", BadInput("empty_message", "message has no value (tombstone)"))
+    if len(raw) > max_bytes:
+        return _whole(kind, raw, BadInput("oversized", f"message is {len(raw)} bytes, the limit is {max_bytes}"))
+    try:
+        return read(raw)
+    except BadInput as exc:
+        return _whole(kind, raw, exc)
+    except Exception as exc:  # noqa: BLE001 - one message never stops the worker
+        return _whole(kind, raw, unexpected(exc))
+
+
 def split_traces(raw: bytes | None, mapping: SpanMapping, *, encoding: Encoding = "auto",
                  max_bytes: int = 1_000_000) -> Split:  # fmt: skip
     """Requests of the GenAI spans of one ``ExportTraceServiceRequest``, each followed by the
     verdicts of its ``gen_ai.evaluation.result`` events."""
-    if not raw:
-        return _whole("requests", raw or b"", BadInput("empty_message", "message has no value (tombstone)"))
-    if len(raw) > max_bytes:
-        return _whole("requests", raw, BadInput("oversized", f"message is {len(raw)} bytes, the limit is {max_bytes}"))
-    try:
-        spans = read_traces(raw, encoding)
-    except BadInput as exc:
-        return _whole("requests", raw, exc)
-    except Exception as exc:  # noqa: BLE001 - one message never stops the worker
-        return _whole("requests", raw, unexpected(exc))
+    spans = _read("requests", raw, max_bytes, lambda b: read_traces(b, encoding))
+    if isinstance(spans, Split):
+        return spans
     out = Split(spans=len(spans))
     logged = False
     for span in spans:
@@ -117,16 +126,9 @@ def split_traces(raw: bytes | None, mapping: SpanMapping, *, encoding: Encoding 
 def split_logs(raw: bytes | None, mapping: SpanMapping, *, encoding: Encoding = "auto",
                max_bytes: int = 1_000_000) -> Split:  # fmt: skip
     """Verdicts of the ``gen_ai.evaluation.result`` records of one ``ExportLogsServiceRequest``."""
-    if not raw:
-        return _whole("verdicts", raw or b"", BadInput("empty_message", "message has no value (tombstone)"))
-    if len(raw) > max_bytes:
-        return _whole("verdicts", raw, BadInput("oversized", f"message is {len(raw)} bytes, the limit is {max_bytes}"))
-    try:
-        records = read_logs(raw, encoding)
-    except BadInput as exc:
-        return _whole("verdicts", raw, exc)
-    except Exception as exc:  # noqa: BLE001
-        return _whole("verdicts", raw, unexpected(exc))
+    records = _read("verdicts", raw, max_bytes, lambda b: read_logs(b, encoding))
+    if isinstance(records, Split):
+        return records
     out = Split(log_records=len(records))
     for record in records:
         if not genai.is_evaluation(record):
