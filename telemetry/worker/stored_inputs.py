@@ -1,7 +1,7 @@
 """The detection owner's reads of storage: the detectors' inputs (``telemetry.detect.inputs``).
 
 Every ``REFRESH_EVERY_S`` of wall time (and at take-over) the owner runs each source of
-:data:`SOURCES` in a thread against the store and hands the merged result to the engine. A
+:func:`sources` in a thread against the store and hands the merged result to the engine. A
 source is a function ``(store, settings, routes, now_ms) -> fields`` returning some fields of
 :class:`~telemetry.detect.inputs.StoredInputs` (``extra`` entries are merged by key); ``now_ms``
 is the detectors' event time. A source may also write (the gate keeper records the transitions
@@ -44,8 +44,9 @@ def prompt_versions(store: Store, settings: Settings, routes: RoutesConfig, now_
     return {"prompt_versions": {route: tuple(vs) for route, vs in out.items()}}
 
 
-def _sources() -> list[tuple[str, Source]]:
-    # One line per source; a source module imports what it needs.
+def sources() -> list[tuple[str, Source]]:
+    """The sources, in the order they run: a new list (and a new tier-down review source, which
+    caches its hourly content) for each refresher. One line per source."""
     from telemetry.worker.agreement_source import agreement_source
     from telemetry.worker.canary_source import canary_source
     from telemetry.worker.gate_keeper import TierDownReviewSource, gates_source
@@ -53,17 +54,10 @@ def _sources() -> list[tuple[str, Source]]:
     return [
         ("gates", gates_source),
         ("prompt_versions", prompt_versions),
-        ("tier_down_review", _TIER_DOWN_REVIEW.setdefault("source", TierDownReviewSource())),
+        ("tier_down_review", TierDownReviewSource()),
         ("judge_agreement", agreement_source),
         ("canary", canary_source),
     ]
-
-
-_TIER_DOWN_REVIEW: dict[str, Source] = {}  # one per process: it caches the hourly review content
-
-
-SOURCES: Callable[[], list[tuple[str, Source]]] = _sources
-"""The sources, in the order they run (a function: sources import what they need lazily)."""
 
 
 class InputsRefresher:
@@ -72,12 +66,13 @@ class InputsRefresher:
     def __init__(self, settings: Settings, routes: RoutesConfig) -> None:
         self.settings = settings
         self.routes = routes
+        self.sources = sources()
         self.parts: dict[str, Mapping[str, Any]] = {}
         self.failures: dict[str, int] = {}
 
     def refresh(self, store: Store, now_ms: int) -> StoredInputs:
         """Blocks (run it in a thread)."""
-        for name, source in SOURCES():
+        for name, source in self.sources:
             try:
                 self.parts[name] = source(store, self.settings, self.routes, now_ms)
             except Exception:

@@ -17,7 +17,7 @@ from telemetry.settings import load_settings
 from telemetry.storage.migrate import migrate
 from telemetry.storage.store import Store
 from telemetry.worker.agreement_source import agreement_source, lookback_hours
-from telemetry.worker.stored_inputs import SOURCES
+from telemetry.worker.stored_inputs import sources
 
 NOW = int(datetime(2026, 1, 10, 12, tzinfo=UTC).timestamp() * 1000)
 TODAY = NOW // DAY_MS
@@ -108,4 +108,4 @@ def test_the_judges_with_most_pairs_per_route(store: Store) -> None:
 
 
 def test_registered_as_a_source_of_the_detection_owner() -> None:
-    assert ("judge_agreement", agreement_source) in SOURCES()
+    assert ("judge_agreement", agreement_source) in sources()
