@@ -25,6 +25,7 @@ from telemetry.gates import model
 from telemetry.gates.render import markdown
 from telemetry.reports.stats import Proportion
 from telemetry.routes import RoutesConfig
+from tools.generated import main, replace_block
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "gates.md"
 BEGIN, END = "<!-- examples:begin (python -m tools.gates_doc) -->", "<!-- examples:end -->"
@@ -114,21 +115,8 @@ def render() -> str:
 
 
 def updated(text: str) -> str:
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    return text[:start] + "\n" + render() + "\n" + text[end:]
-
-
-def main(argv: list[str]) -> int:
-    text = DOC.read_text()
-    new = updated(text)
-    if "--check" in argv:
-        if new != text:
-            print(f"{DOC} is out of date: run python -m tools.gates_doc", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(new)
-    return 0
+    return replace_block(text, BEGIN, END, render())
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main(DOC, updated, "tools.gates_doc", sys.argv[1:]))

@@ -18,6 +18,7 @@ from telemetry.otlp.dialects import (
     OTEL_HTTP,
     OTEL_OLD,
 )
+from tools.generated import main, replace_block
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "otel.md"
 BEGIN, END = "<!-- dialects:begin (python -m tools.otel_doc) -->", "<!-- dialects:end -->"
@@ -41,21 +42,8 @@ def render() -> str:
 
 
 def updated(text: str) -> str:
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    return text[:start] + "\n" + render() + "\n" + text[end:]
-
-
-def main(argv: list[str]) -> int:
-    text = DOC.read_text()
-    new = updated(text)
-    if "--check" in argv:
-        if new != text:
-            print(f"{DOC} is out of date: run python -m tools.otel_doc", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(new)
-    return 0
+    return replace_block(text, BEGIN, END, render())
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main(DOC, updated, "tools.otel_doc", sys.argv[1:]))
