@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -34,14 +33,6 @@ def _requests(route: str, model: str, start_ms: int, end_ms: int, every_ms: int 
 def _cli(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "telemetry", "gate", *argv], env=settings_env(settings),
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
-
-
-@pytest.fixture
-def worker(test_settings: Settings, tmp_path: Path):
-    w = Worker(test_settings, tmp_path / "logs")
-    yield w
-    if w.proc is not None:
-        w.stop()
 
 
 def test_a_gated_and_an_ungated_tier_up_alert_differently(worker: Worker, test_settings: Settings) -> None:

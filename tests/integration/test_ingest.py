@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -14,14 +13,6 @@ from tests.integration.harness import Worker, produce, produce_with_kcat
 from tests.integration.traffic import POISON, make_traffic
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def worker(test_settings: Settings, tmp_path: Path):
-    w = Worker(test_settings, tmp_path / "logs")
-    yield w
-    if w.proc is not None:
-        w.stop()
 
 
 @pytest.mark.parametrize("mode", ["batch", "agents"])

@@ -10,7 +10,6 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -149,14 +148,6 @@ def cost_of(c: Call) -> float:
                   cache_write_tokens=c.cache_write)  # fmt: skip
     when = datetime.fromtimestamp(c.start_ms / 1000, tz=UTC)
     return float(calc_price(usage, model_ref=c.model, provider_id=c.provider, genai_request_timestamp=when).total_price)
-
-
-@pytest.fixture
-def worker(test_settings: Settings, tmp_path: Path):
-    w = Worker(test_settings, tmp_path / "logs")
-    yield w
-    if w.proc is not None:
-        w.stop()
 
 
 def test_otlp_spans_and_logs_fill_the_tables_exactly(worker: Worker, test_settings: Settings) -> None:
