@@ -23,7 +23,7 @@ from telemetry.otlp.dialects import (
     MODEL_CALLS,
     OPERATION_VALUES,
 )
-from telemetry.otlp.wire import STATUS_ERROR, Event, LogRecord, Span
+from telemetry.otlp.wire import STATUS_ERROR, LogRecord, Span
 
 EVALUATION_EVENT = "gen_ai.evaluation.result"
 VERDICT_KINDS = frozenset({"online", "human", "user_feedback", "closed_book", "gold_context", "offline"})
@@ -201,7 +201,7 @@ def _verdict(attributes: Mapping[str, Any], resource: Mapping[str, Any], request
     return verdict
 
 
-def span_verdicts(span: Span, request_id: str, mapping: SpanMapping) -> list[tuple[Event, dict[str, Any]]]:
+def span_verdicts(span: Span, request_id: str, mapping: SpanMapping) -> list[dict[str, Any]]:
     """The verdicts of the span's ``gen_ai.evaluation.result`` events (joined to the event's
     ``gen_ai.response.id``, else to ``request_id``, the span's own)."""
     ref = f"{span.trace_id}/{span.span_id}"
@@ -210,7 +210,7 @@ def span_verdicts(span: Span, request_id: str, mapping: SpanMapping) -> list[tup
         if e.name == EVALUATION_EVENT:
             rid = e.attributes.get("gen_ai.response.id")
             joined = rid if isinstance(rid, str) and rid else request_id
-            out.append((e, _verdict(e.attributes, span.resource, joined, e.time_ns, mapping, ref)))
+            out.append(_verdict(e.attributes, span.resource, joined, e.time_ns, mapping, ref))
     return out
 
 

@@ -111,7 +111,7 @@ def split_traces(raw: bytes | None, mapping: SpanMapping, *, encoding: Encoding 
                 request = genai.request_of(span, operation, mapping)
                 request_id = request["request_id"]
                 out.add("requests", request)
-            for _event, verdict in genai.span_verdicts(span, request_id, mapping):
+            for verdict in genai.span_verdicts(span, request_id, mapping):
                 out.add("verdicts", verdict)
         except BadInput as exc:
             out.refuse("requests", where, exc)
