@@ -149,3 +149,26 @@ def test_a_runaway_statement_is_cancelled_and_ingest_goes_on(worker: list[Worker
     print(f"\nMEASURED: baseline {n} requests stored in {baseline_s:.2f} s ({n / baseline_s:,.0f}/s); "
           f"with a runaway statement running: {at_cancel - before} stored in the {outcome['seconds']:.1f} s it ran"
           + (f", all {n} in {during_s:.2f} s ({n / during_s:,.0f}/s)" if during_s else ""))
+
+
+def test_the_gate_write_page_wants_the_token_and_checks_every_record(worker: list[Worker], test_settings: Settings,
+                                                                    tmp_path: Path) -> None:  # fmt: skip
+    """``POST /telemetry/gates/`` (the CLI's writes with the embedded engine) is as closed as the SQL page."""
+    from telemetry.gates.model import open_gate
+    from telemetry.gates.store import fields_of
+
+    settings = test_settings.model_copy(update={"web_token": SecretStr(TOKEN)})
+    w = Worker(settings, tmp_path / "logs")
+    worker.append(w)
+    w.start()
+    gate = open_gate(route="r", current_model="a", proposed_model="b", hypothesis="h", author="x", now_ms=1, evidence={})
+    body = json.dumps({"gates": [fields_of(gate)]}).encode()
+    assert call(settings, "gates", body)[0] == 401
+    assert call(settings, "gates", body, token="wrong")[0] == 401
+    for bad in (b"not json", b'{"gates": []}', b'{"gates": [{"id": "x"}]}',
+                json.dumps({"gates": [{**fields_of(gate), "state": "merged"}]}).encode()):  # fmt: skip
+        status, answer = call(settings, "gates", bad, token=TOKEN)
+        assert status == 400 and isinstance(answer.get("error"), str), (bad[:40], status, answer)
+    assert w.scalar("SELECT count() FROM llm_telemetry.tier_gates") == 0  # nothing written by a refused body
+    assert call(settings, "gates", body, token=TOKEN) == (200, {"written": [f"{gate.id}@1"]})
+    assert w.scalar(f"SELECT state FROM llm_telemetry.tier_gate_status WHERE id = '{gate.id}'") == "open"
